@@ -1,0 +1,151 @@
+// Command weft is a Docker network plugin: one process serves Docker's
+// NetworkDriver and IpamDriver APIs on one unix socket and drives the kernel
+// through netlink. This file is wiring only: settings → socket → store → IPAM
+// → modes → plugin; it is the only place that exits.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/weftnet/weft/dataplane"
+	"github.com/weftnet/weft/dataplane/bridge"
+	"github.com/weftnet/weft/dataplane/fw"
+	"github.com/weftnet/weft/dataplane/nl"
+	"github.com/weftnet/weft/ipam"
+	"github.com/weftnet/weft/plugin"
+	"github.com/weftnet/weft/store/bolt"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	cmd := "serve"
+	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "version":
+		fmt.Println("weft", version)
+		return 0
+	case "serve":
+		return serve(args)
+	default:
+		fmt.Fprintf(os.Stderr, "weft: unknown command %q; use serve or version\n", cmd)
+		return 2
+	}
+}
+
+func serve(args []string) int {
+	st, err := plugin.ParseSettings(args, os.Getenv, os.Stderr)
+	if errors.Is(err, plugin.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "weft:", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: st.LogLevel}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	// Listen first: dockerd gives a managed plugin a few seconds to accept;
+	// requests wait inside the driver until the state is loaded.
+	driver, err := plugin.NewDriver(log, st.Scope)
+	if err != nil {
+		log.Error("invalid settings", "err", err)
+		return 2
+	}
+	l, err := listen(st.Socket)
+	if err != nil {
+		log.Error("cannot listen", "socket", st.Socket, "err", err)
+		return 1
+	}
+	srv := &http.Server{Handler: plugin.NewHandler(driver, log), ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	log.Info("listening", "socket", st.Socket, "version", version)
+
+	closeDeps, err := start(ctx, driver, st, log)
+	if err != nil {
+		log.Error("start-up failed; answering every request with this error", "err", err)
+	}
+	defer closeDeps()
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-served:
+		log.Error("server stopped", "err", err)
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutdownCtx)
+	_ = os.Remove(st.Socket)
+	return 0
+}
+
+// start opens the store, builds IPAM and the modes, and hands them to the
+// driver, which loads and reconciles its state.
+func start(ctx context.Context, d *plugin.Driver, st plugin.Settings, log *slog.Logger) (func(), error) {
+	db, err := bolt.Open(st.StoreFile())
+	if err != nil {
+		d.Fail(err)
+		return func() {}, err
+	}
+	closeDB := func() { _ = db.Close() }
+	h, err := nl.NewHost()
+	if err != nil {
+		d.Fail(err)
+		return closeDB, err
+	}
+	firewall, err := fw.New(log)
+	if err != nil {
+		d.Fail(err)
+		return closeDB, err
+	}
+	deps := plugin.Deps{
+		Store:  db,
+		IPAM:   ipam.New(st.DefaultPools),
+		Modes:  map[dataplane.ModeName]dataplane.Mode{dataplane.Bridge: bridge.New(h, firewall, log)},
+		Routes: h,
+	}
+	return closeDB, d.Start(ctx, deps)
+}
+
+// listen creates the unix socket, replacing a stale one a dead weft left.
+func listen(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("another process is already serving %s; stop it or choose another --socket", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		_ = l.Close()
+		return nil, err
+	}
+	return l, nil
+}

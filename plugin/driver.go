@@ -1,0 +1,270 @@
+package plugin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+
+	"github.com/weftnet/weft/dataplane"
+	"github.com/weftnet/weft/ipam"
+	"github.com/weftnet/weft/store"
+)
+
+// Store buckets. Records are JSON; keys are Docker IDs or IPAM pool IDs.
+const (
+	bucketNetworks  = "networks"
+	bucketEndpoints = "endpoints"
+	bucketPools     = "ipam-pools"
+	bucketAddresses = "ipam-addresses"
+)
+
+// Scope values for GetCapabilities (WEFT_SCOPE).
+const (
+	ScopeLocal  = "local"
+	ScopeGlobal = "global"
+)
+
+// RouteLister reports the host's routes so that default pools avoid subnets
+// the host already reaches.
+type RouteLister interface {
+	HostRoutes() ([]netip.Prefix, error)
+}
+
+// Deps are the side-effecting parts the driver orchestrates, given to Start
+// once they are ready (opening the store may take a moment; the socket is
+// already accepting by then).
+type Deps struct {
+	Store store.Store
+	IPAM  *ipam.Allocator
+	// Modes maps each available mode to its implementation; a network asking
+	// for a mode missing here is refused.
+	Modes map[dataplane.ModeName]dataplane.Mode
+	// Routes may be nil: default pools are then not checked against host routes.
+	Routes RouteLister
+}
+
+// networkRecord is what the store keeps per network.
+type networkRecord struct {
+	Network dataplane.Network `json:"network"`
+}
+
+// endpointRecord is what the store keeps per endpoint.
+type endpointRecord struct {
+	Endpoint dataplane.Endpoint `json:"endpoint"`
+	// MACGenerated says weft chose the MAC (and returned it to Docker), so a
+	// repeated CreateEndpoint answers the same way.
+	MACGenerated bool `json:"mac_generated,omitempty"`
+}
+
+// Driver serves both of Docker's plugin APIs from one state. All exported
+// request methods are safe for concurrent use; they wait until Start has
+// loaded and reconciled the state.
+type Driver struct {
+	log   *slog.Logger
+	scope string
+
+	ready    chan struct{} // closed when Start finished (successfully or not)
+	startErr error         // set before ready is closed
+
+	mu   sync.Mutex // guards everything below and serialises state changes
+	deps Deps
+	nets map[string]*networkRecord
+	eps  map[string]*endpointRecord
+}
+
+// NewDriver returns a driver that accepts requests at once but answers them
+// only after Start (or Fail) has been called.
+func NewDriver(log *slog.Logger, scope string) (*Driver, error) {
+	if scope != ScopeLocal && scope != ScopeGlobal {
+		return nil, fmt.Errorf("scope %q is not valid: use %s or %s", scope, ScopeLocal, ScopeGlobal)
+	}
+	return &Driver{
+		log:   log,
+		scope: scope,
+		ready: make(chan struct{}),
+		nets:  map[string]*networkRecord{},
+		eps:   map[string]*endpointRecord{},
+	}, nil
+}
+
+// Fail makes every request answer with err; for start-up failures that happen
+// before Start can run (e.g. the store cannot be opened).
+func (d *Driver) Fail(err error) {
+	d.startErr = fmt.Errorf("weft could not start: %w", err)
+	close(d.ready)
+}
+
+// Start loads the persisted state, rebuilds IPAM from it and reconciles the
+// kernel with it, then releases the requests that were waiting.
+func (d *Driver) Start(ctx context.Context, deps Deps) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	defer close(d.ready)
+	d.deps = deps
+	if err := d.loadLocked(ctx); err != nil {
+		d.startErr = fmt.Errorf("weft could not load its state: %w", err)
+		return d.startErr
+	}
+	d.reconcileLocked(ctx)
+	d.log.Info("state loaded", "networks", len(d.nets), "endpoints", len(d.eps), "pools", len(deps.IPAM.Pools()))
+	return nil
+}
+
+// wait blocks until Start finished; it returns Start's error if it failed.
+func (d *Driver) wait(ctx context.Context) error {
+	select {
+	case <-d.ready:
+		return d.startErr
+	case <-ctx.Done():
+		return fmt.Errorf("weft is still starting: %w", ctx.Err())
+	}
+}
+
+// loadLocked reads every record; a record that cannot be decoded is logged
+// and skipped so one bad entry does not take down every network.
+func (d *Driver) loadLocked(ctx context.Context) error {
+	st := d.deps.Store
+	nets, err := st.List(ctx, bucketNetworks)
+	if err != nil {
+		return err
+	}
+	for id, raw := range nets {
+		var r networkRecord
+		if err := json.Unmarshal(raw, &r); err != nil || r.Network.ID != id {
+			d.log.Error("skipping unreadable network record", "network", dataplane.ShortID(id), "err", err)
+			continue
+		}
+		d.nets[id] = &r
+	}
+	eps, err := st.List(ctx, bucketEndpoints)
+	if err != nil {
+		return err
+	}
+	var stale []store.Op
+	for id, raw := range eps {
+		var r endpointRecord
+		if err := json.Unmarshal(raw, &r); err != nil || r.Endpoint.ID != id {
+			d.log.Error("skipping unreadable endpoint record", "endpoint", dataplane.ShortID(id), "err", err)
+			continue
+		}
+		if _, ok := d.nets[r.Endpoint.NetworkID]; !ok {
+			stale = append(stale, store.Delete(bucketEndpoints, id))
+			continue
+		}
+		d.eps[id] = &r
+	}
+	if len(stale) > 0 {
+		d.log.Info("dropping endpoints of networks that no longer exist", "count", len(stale))
+		if err := st.Apply(ctx, stale...); err != nil {
+			return err
+		}
+	}
+	return d.loadIPAMLocked(ctx)
+}
+
+// loadIPAMLocked rebuilds the allocator from its pool and address records.
+func (d *Driver) loadIPAMLocked(ctx context.Context) error {
+	rawPools, err := d.deps.Store.List(ctx, bucketPools)
+	if err != nil {
+		return err
+	}
+	pools := make([]ipam.Pool, 0, len(rawPools))
+	for id, raw := range rawPools {
+		var p ipam.Pool
+		if err := json.Unmarshal(raw, &p); err != nil || p.ID != id {
+			return fmt.Errorf("IPAM pool record %q is unreadable: %v", id, err)
+		}
+		pools = append(pools, p)
+	}
+	rawAddrs, err := d.deps.Store.List(ctx, bucketAddresses)
+	if err != nil {
+		return err
+	}
+	addrs := map[string][]netip.Addr{}
+	for key := range rawAddrs {
+		poolID, addr, err := splitAddressKey(key)
+		if err != nil {
+			return err
+		}
+		addrs[poolID] = append(addrs[poolID], addr)
+	}
+	return d.deps.IPAM.Restore(pools, addrs)
+}
+
+// reconcileLocked hands each mode its networks and endpoints so it can
+// re-create what is missing and remove what weft owns but no longer knows.
+// Failures are logged: a network that cannot be repaired should not stop the
+// others from working.
+func (d *Driver) reconcileLocked(ctx context.Context) {
+	for name, mode := range d.deps.Modes {
+		var nets []dataplane.Network
+		var eps []dataplane.Endpoint
+		for _, r := range d.nets {
+			if r.Network.Mode == name {
+				nets = append(nets, r.Network)
+			}
+		}
+		for _, r := range d.eps {
+			if d.nets[r.Endpoint.NetworkID].Network.Mode == name {
+				eps = append(eps, r.Endpoint)
+			}
+		}
+		if err := mode.Reconcile(ctx, nets, eps); err != nil {
+			d.log.Error("reconciling mode failed", "mode", name, "err", err)
+		}
+	}
+	for id, r := range d.nets {
+		if _, ok := d.deps.Modes[r.Network.Mode]; !ok {
+			d.log.Warn("network uses a mode this weft does not provide", "network", dataplane.ShortID(id), "mode", r.Network.Mode)
+		}
+	}
+}
+
+// mode returns the implementation of a network's mode.
+func (d *Driver) mode(name dataplane.ModeName) (dataplane.Mode, error) {
+	m, ok := d.deps.Modes[name]
+	if !ok {
+		return nil, fmt.Errorf("mode %s is not available in this weft build yet; use -o mode=bridge", name)
+	}
+	return m, nil
+}
+
+// save writes ops durably; callers undo their kernel work when it fails.
+func (d *Driver) save(ctx context.Context, ops ...store.Op) error {
+	if err := d.deps.Store.Apply(ctx, ops...); err != nil {
+		return fmt.Errorf("saving weft state: %w", err)
+	}
+	return nil
+}
+
+// putJSON builds a store Op for a JSON record.
+func putJSON(bucket, key string, v any) (store.Op, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return store.Op{}, fmt.Errorf("encoding %s record %s: %w", bucket, key, err)
+	}
+	return store.Put(bucket, key, b), nil
+}
+
+// addressKey names an allocated address record: "<pool id>|<address>".
+func addressKey(poolID string, a netip.Addr) string { return poolID + "|" + a.String() }
+
+func splitAddressKey(key string) (string, netip.Addr, error) {
+	i := strings.LastIndexByte(key, '|')
+	if i < 0 {
+		return "", netip.Addr{}, fmt.Errorf("IPAM address record %q is unreadable", key)
+	}
+	a, err := netip.ParseAddr(key[i+1:])
+	if err != nil {
+		return "", netip.Addr{}, fmt.Errorf("IPAM address record %q is unreadable: %w", key, err)
+	}
+	return key[:i], a, nil
+}
+
+// errNotFound marks requests about networks or endpoints weft does not know.
+var errNotFound = errors.New("not found")

@@ -1,0 +1,245 @@
+package plugin
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/docker/go-plugins-helpers/network"
+
+	"github.com/weftnet/weft/dataplane"
+	"github.com/weftnet/weft/store"
+)
+
+// keyPortMap is the sandbox option carrying `docker run -p` bindings.
+const keyPortMap = "com.docker.network.portmap"
+
+// CreateEndpoint makes the endpoint's interface and records it. Docker has
+// already assigned the addresses; weft returns a MAC only when Docker gave
+// none, because echoing any field Docker set fails the request.
+func (d *Driver) CreateEndpoint(ctx context.Context, req *network.CreateEndpointRequest) (*network.CreateEndpointResponse, error) {
+	if err := d.wait(ctx); err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	nr, ok := d.nets[req.NetworkID]
+	if !ok {
+		return nil, fmt.Errorf("network %s is not a weft network (%w); was it created before weft's state was reset?", dataplane.ShortID(req.NetworkID), errNotFound)
+	}
+	n := nr.Network
+	ep, generated, err := parseEndpoint(req)
+	if err != nil {
+		return nil, err
+	}
+	if old, ok := d.eps[ep.ID]; ok {
+		if old.Endpoint.NetworkID != ep.NetworkID || old.Endpoint.IPv4 != ep.IPv4 || old.Endpoint.IPv6 != ep.IPv6 {
+			return nil, fmt.Errorf("endpoint %s already exists with different settings", dataplane.ShortID(ep.ID))
+		}
+		return endpointResponse(old), nil
+	}
+	mode, err := d.mode(n.Mode)
+	if err != nil {
+		return nil, err
+	}
+	rec := &endpointRecord{Endpoint: ep, MACGenerated: generated}
+	op, err := putJSON(bucketEndpoints, ep.ID, rec)
+	if err != nil {
+		return nil, err
+	}
+	if err := mode.CreateEndpoint(ctx, n, ep); err != nil {
+		return nil, fmt.Errorf("creating endpoint %s on network %s: %w", dataplane.ShortID(ep.ID), dataplane.ShortID(n.ID), err)
+	}
+	if err := d.save(ctx, op); err != nil {
+		d.undo("endpoint", ep.ID, mode.DeleteEndpoint(ctx, n, ep))
+		return nil, err
+	}
+	d.eps[ep.ID] = rec
+	d.log.Info("endpoint created", "network", dataplane.ShortID(n.ID), "endpoint", dataplane.ShortID(ep.ID), "ipv4", ep.IPv4, "ipv6", ep.IPv6)
+	return endpointResponse(rec), nil
+}
+
+// parseEndpoint reads the addresses Docker assigned and picks the MAC.
+func parseEndpoint(req *network.CreateEndpointRequest) (dataplane.Endpoint, bool, error) {
+	ep := dataplane.Endpoint{ID: req.EndpointID, NetworkID: req.NetworkID}
+	if ep.ID == "" {
+		return ep, false, fmt.Errorf("%w: the request has no EndpointID", ErrInvalidOption)
+	}
+	var mac string
+	if in := req.Interface; in != nil {
+		var err error
+		if ep.IPv4, err = parseOptionalPrefix(in.Address); err != nil {
+			return ep, false, fmt.Errorf("endpoint address %q is not an IPv4 address with prefix length", in.Address)
+		}
+		if ep.IPv6, err = parseOptionalPrefix(in.AddressIPv6); err != nil {
+			return ep, false, fmt.Errorf("endpoint address %q is not an IPv6 address with prefix length", in.AddressIPv6)
+		}
+		mac = in.MacAddress
+	}
+	if mac != "" {
+		hw, err := net.ParseMAC(mac)
+		if err != nil || len(hw) != 6 {
+			return ep, false, fmt.Errorf("MAC address %q is not a valid Ethernet address", mac)
+		}
+		ep.MAC = hw
+		return ep, false, nil
+	}
+	ep.MAC = endpointMAC(ep.ID)
+	return ep, true, nil
+}
+
+// endpointMAC derives a stable, locally administered unicast MAC from the
+// endpoint ID, so a repeated CreateEndpoint (or a restart) yields the same one.
+func endpointMAC(endpointID string) net.HardwareAddr {
+	sum := sha256.Sum256([]byte(endpointID))
+	mac := net.HardwareAddr(sum[:6])
+	mac[0] = mac[0]&0xfe | 0x02
+	return mac
+}
+
+func parseOptionalPrefix(s string) (netip.Prefix, error) {
+	if s == "" {
+		return netip.Prefix{}, nil
+	}
+	return netip.ParsePrefix(s)
+}
+
+func endpointResponse(r *endpointRecord) *network.CreateEndpointResponse {
+	if !r.MACGenerated {
+		return &network.CreateEndpointResponse{}
+	}
+	return &network.CreateEndpointResponse{Interface: &network.EndpointInterface{MacAddress: r.Endpoint.MAC.String()}}
+}
+
+// EndpointInfo answers EndpointOperInfo. Docker cannot read port data from a
+// remote driver here (protocol.md §2.7), so the answer is small and fast.
+func (d *Driver) EndpointInfo(ctx context.Context, req *network.InfoRequest) (*network.InfoResponse, error) {
+	if err := d.wait(ctx); err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r, ok := d.eps[req.EndpointID]
+	if !ok {
+		return &network.InfoResponse{Value: map[string]string{}}, nil
+	}
+	return &network.InfoResponse{Value: map[string]string{"mac": r.Endpoint.MAC.String()}}, nil
+}
+
+// DeleteEndpoint removes the endpoint's interface and record; unknown is fine.
+func (d *Driver) DeleteEndpoint(ctx context.Context, req *network.DeleteEndpointRequest) error {
+	if err := d.wait(ctx); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r, ok := d.eps[req.EndpointID]
+	if !ok {
+		return nil
+	}
+	n := d.nets[r.Endpoint.NetworkID].Network
+	mode, err := d.mode(n.Mode)
+	if err != nil {
+		return err
+	}
+	if err := mode.DeleteEndpoint(ctx, n, r.Endpoint); err != nil {
+		return fmt.Errorf("deleting endpoint %s: %w", dataplane.ShortID(req.EndpointID), err)
+	}
+	if err := d.save(ctx, store.Delete(bucketEndpoints, req.EndpointID)); err != nil {
+		return err
+	}
+	delete(d.eps, req.EndpointID)
+	d.log.Info("endpoint deleted", "network", dataplane.ShortID(n.ID), "endpoint", dataplane.ShortID(req.EndpointID))
+	return nil
+}
+
+// lookupLocked returns an endpoint and its network.
+func (d *Driver) lookupLocked(networkID, endpointID string) (dataplane.Network, dataplane.Endpoint, dataplane.Mode, error) {
+	r, ok := d.eps[endpointID]
+	if !ok || r.Endpoint.NetworkID != networkID {
+		return dataplane.Network{}, dataplane.Endpoint{}, nil, fmt.Errorf("endpoint %s of network %s: %w", dataplane.ShortID(endpointID), dataplane.ShortID(networkID), errNotFound)
+	}
+	n := d.nets[networkID].Network
+	mode, err := d.mode(n.Mode)
+	return n, r.Endpoint, mode, err
+}
+
+// Join tells Docker which link to move into the container and how to route.
+func (d *Driver) Join(ctx context.Context, req *network.JoinRequest) (*network.JoinResponse, error) {
+	if err := d.wait(ctx); err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n, ep, mode, err := d.lookupLocked(req.NetworkID, req.EndpointID)
+	if err != nil {
+		return nil, err
+	}
+	info, err := mode.Join(ctx, n, ep)
+	if err != nil {
+		return nil, fmt.Errorf("joining endpoint %s: %w", dataplane.ShortID(ep.ID), err)
+	}
+	resp := &network.JoinResponse{
+		InterfaceName:         network.InterfaceName{SrcName: info.SrcName, DstPrefix: info.DstPrefix},
+		DisableGatewayService: info.DisableGatewayService,
+	}
+	if info.Gateway.IsValid() {
+		resp.Gateway = info.Gateway.String()
+	}
+	if info.GatewayIPv6.IsValid() {
+		resp.GatewayIPv6 = info.GatewayIPv6.String()
+	}
+	for _, r := range info.Routes {
+		sr := &network.StaticRoute{Destination: r.Destination.String(), RouteType: int(r.Type)}
+		if r.NextHop.IsValid() {
+			sr.NextHop = r.NextHop.String()
+		}
+		resp.StaticRoutes = append(resp.StaticRoutes, sr)
+	}
+	return resp, nil
+}
+
+// Leave undoes Join-time work; an unknown endpoint has nothing to undo.
+func (d *Driver) Leave(ctx context.Context, req *network.LeaveRequest) error {
+	if err := d.wait(ctx); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n, ep, mode, err := d.lookupLocked(req.NetworkID, req.EndpointID)
+	if err != nil {
+		return nil //nolint:nilerr // Leave of an unknown endpoint succeeds (idempotent)
+	}
+	return mode.Leave(ctx, n, ep)
+}
+
+// ProgramExternalConnectivity publishes ports. Port publishing is not in this
+// build yet: rather than leave `-p` silently dead, a request that carries port
+// bindings is refused with a message that says so.
+func (d *Driver) ProgramExternalConnectivity(ctx context.Context, req *network.ProgramExternalConnectivityRequest) error {
+	if err := d.wait(ctx); err != nil {
+		return err
+	}
+	if pm, ok := req.Options[keyPortMap].([]any); ok && len(pm) > 0 {
+		return fmt.Errorf("weft does not publish ports yet (-p/--publish); remove the port bindings or publish through another network")
+	}
+	return nil
+}
+
+// RevokeExternalConnectivity removes what ProgramExternalConnectivity added.
+func (d *Driver) RevokeExternalConnectivity(ctx context.Context, _ *network.RevokeExternalConnectivityRequest) error {
+	return d.wait(ctx)
+}
+
+// DiscoverNew and DiscoverDelete carry swarm node events; weft's cluster
+// membership comes from its own store, so they are acknowledged and ignored.
+func (d *Driver) DiscoverNew(ctx context.Context, _ *network.DiscoveryNotification) error {
+	return d.wait(ctx)
+}
+
+// DiscoverDelete: see DiscoverNew.
+func (d *Driver) DiscoverDelete(ctx context.Context, _ *network.DiscoveryNotification) error {
+	return d.wait(ctx)
+}

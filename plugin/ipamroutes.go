@@ -1,0 +1,171 @@
+package plugin
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	dipam "github.com/docker/go-plugins-helpers/ipam"
+
+	"github.com/weftnet/weft/ipam"
+	"github.com/weftnet/weft/store"
+)
+
+// Keys dockerd puts in IPAM request options.
+const (
+	keyRequestAddressType = "RequestAddressType"
+	valueGateway          = "com.docker.network.gateway"
+	dockerOptionPrefix    = "com.docker."
+)
+
+// IPAMCapabilities answers IpamDriver.GetCapabilities. weft persists its own
+// state, so it does not ask dockerd to replay requests after a restart.
+func (d *Driver) IPAMCapabilities() *dipam.CapabilitiesResponse {
+	return &dipam.CapabilitiesResponse{RequiresMACAddress: false}
+}
+
+// AddressSpaces answers GetDefaultAddressSpaces.
+func (d *Driver) AddressSpaces() *dipam.AddressSpacesResponse {
+	return &dipam.AddressSpacesResponse{LocalDefaultAddressSpace: ipam.LocalSpace, GlobalDefaultAddressSpace: ipam.GlobalSpace}
+}
+
+// RequestPool reserves a subnet: the one given with --subnet (and --ip-range),
+// or the next free default pool that does not collide with a host route.
+func (d *Driver) RequestPool(ctx context.Context, req *dipam.RequestPoolRequest) (*dipam.RequestPoolResponse, error) {
+	if err := d.wait(ctx); err != nil {
+		return nil, err
+	}
+	for k := range req.Options {
+		if !strings.HasPrefix(k, dockerOptionPrefix) {
+			return nil, fmt.Errorf("%w: unknown IPAM option %q (--ipam-opt); weft IPAM takes no options", ErrInvalidOption, k)
+		}
+	}
+	pr := ipam.PoolRequest{Space: req.AddressSpace, V6: req.V6}
+	var err error
+	if pr.Pool, err = parseRequestPrefix(req.Pool, "subnet"); err != nil {
+		return nil, err
+	}
+	if pr.SubPool, err = parseRequestPrefix(req.SubPool, "ip-range"); err != nil {
+		return nil, err
+	}
+	if !pr.Pool.IsValid() && d.deps.Routes != nil {
+		if pr.Avoid, err = d.hostRoutes(); err != nil {
+			return nil, err
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	pool, err := d.deps.IPAM.RequestPool(pr)
+	if err != nil {
+		return nil, err
+	}
+	op, err := putJSON(bucketPools, pool.ID, pool)
+	if err == nil {
+		err = d.save(ctx, op)
+	}
+	if err != nil {
+		d.undo("pool", pool.ID, d.deps.IPAM.ReleasePool(pool.ID))
+		return nil, err
+	}
+	d.log.Info("pool reserved", "pool", pool.ID)
+	return &dipam.RequestPoolResponse{PoolID: pool.ID, Pool: pool.Prefix.String(), Data: map[string]string{}}, nil
+}
+
+// hostRoutes lists the host's routes worth avoiding: everything but default routes.
+func (d *Driver) hostRoutes() ([]netip.Prefix, error) {
+	all, err := d.deps.Routes.HostRoutes()
+	if err != nil {
+		return nil, fmt.Errorf("reading host routes to pick a free subnet: %w", err)
+	}
+	out := all[:0:0]
+	for _, p := range all {
+		if p.Bits() > 0 {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+func parseRequestPrefix(s, flag string) (netip.Prefix, error) {
+	if s == "" {
+		return netip.Prefix{}, nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return p, fmt.Errorf("%w: --%s %q is not a CIDR subnet such as 10.1.0.0/24", ErrInvalidOption, flag, s)
+	}
+	return p, nil
+}
+
+// ReleasePool frees a pool and every address still held in it.
+func (d *Driver) ReleasePool(ctx context.Context, req *dipam.ReleasePoolRequest) error {
+	if err := d.wait(ctx); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.deps.IPAM.Pool(req.PoolID); !ok {
+		return nil
+	}
+	ops := []store.Op{store.Delete(bucketPools, req.PoolID)}
+	for _, a := range d.deps.IPAM.Allocated(req.PoolID) {
+		ops = append(ops, store.Delete(bucketAddresses, addressKey(req.PoolID, a)))
+	}
+	if err := d.save(ctx, ops...); err != nil {
+		return err
+	}
+	d.log.Info("pool released", "pool", req.PoolID)
+	return d.deps.IPAM.ReleasePool(req.PoolID)
+}
+
+// RequestAddress hands out an address: the one asked for (--ip, --gateway,
+// --aux-address), the pool's gateway, or the next free one.
+func (d *Driver) RequestAddress(ctx context.Context, req *dipam.RequestAddressRequest) (*dipam.RequestAddressResponse, error) {
+	if err := d.wait(ctx); err != nil {
+		return nil, err
+	}
+	var want netip.Addr
+	if req.Address != "" {
+		var err error
+		if want, err = parseAddrOrPrefix(req.Address); err != nil {
+			return nil, fmt.Errorf("%w: address %q is not an IP address", ErrInvalidOption, req.Address)
+		}
+	}
+	gateway := req.Options[keyRequestAddressType] == valueGateway
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	addr, err := d.deps.IPAM.RequestAddress(req.PoolID, want, gateway)
+	if err != nil {
+		return nil, err
+	}
+	pool, _ := d.deps.IPAM.Pool(req.PoolID)
+	ops := []store.Op{store.Put(bucketAddresses, addressKey(req.PoolID, addr.Addr()), []byte{})}
+	op, err := putJSON(bucketPools, pool.ID, pool) // carries the cursor
+	if err == nil {
+		err = d.save(ctx, append(ops, op)...)
+	}
+	if err != nil {
+		d.undo("address", addr.String(), d.deps.IPAM.ReleaseAddress(req.PoolID, addr.Addr()))
+		return nil, err
+	}
+	return &dipam.RequestAddressResponse{Address: addr.String(), Data: map[string]string{}}, nil
+}
+
+// ReleaseAddress returns an address to its pool; unknown addresses are fine
+// (dockerd releases gateways it never requested).
+func (d *Driver) ReleaseAddress(ctx context.Context, req *dipam.ReleaseAddressRequest) error {
+	if err := d.wait(ctx); err != nil {
+		return err
+	}
+	a, err := parseAddrOrPrefix(req.Address)
+	if err != nil {
+		return fmt.Errorf("%w: address %q is not an IP address", ErrInvalidOption, req.Address)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.save(ctx, store.Delete(bucketAddresses, addressKey(req.PoolID, a))); err != nil {
+		return err
+	}
+	return d.deps.IPAM.ReleaseAddress(req.PoolID, a)
+}

@@ -1,0 +1,145 @@
+package plugin
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+
+	"github.com/docker/go-plugins-helpers/network"
+
+	"github.com/weftnet/weft/dataplane"
+	"github.com/weftnet/weft/store"
+)
+
+// Capabilities answers NetworkDriver.GetCapabilities.
+func (d *Driver) Capabilities() *network.CapabilitiesResponse {
+	return &network.CapabilitiesResponse{Scope: d.scope, ConnectivityScope: d.scope}
+}
+
+// CreateNetwork validates the request, builds the network in the kernel and
+// records it. A repeat with the same ID and content succeeds; the same ID with
+// different content is refused.
+func (d *Driver) CreateNetwork(ctx context.Context, req *network.CreateNetworkRequest) error {
+	if err := d.wait(ctx); err != nil {
+		return err
+	}
+	n, err := parseNetwork(networkRequest{
+		ID: req.NetworkID, Options: req.Options,
+		IPv4: toIPAMData(req.IPv4Data), IPv6: toIPAMData(req.IPv6Data),
+	})
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if old, ok := d.nets[n.ID]; ok {
+		if reflect.DeepEqual(old.Network, n) {
+			return nil
+		}
+		return fmt.Errorf("network %s already exists with different settings", dataplane.ShortID(n.ID))
+	}
+	if err := d.checkConflictsLocked(n); err != nil {
+		return err
+	}
+	mode, err := d.mode(n.Mode)
+	if err != nil {
+		return err
+	}
+	op, err := putJSON(bucketNetworks, n.ID, networkRecord{Network: n})
+	if err != nil {
+		return err
+	}
+	if err := mode.CreateNetwork(ctx, n); err != nil {
+		return fmt.Errorf("creating %s network %s: %w", n.Mode, dataplane.ShortID(n.ID), err)
+	}
+	if err := d.save(ctx, op); err != nil {
+		d.undo("network", n.ID, mode.DeleteNetwork(ctx, n))
+		return err
+	}
+	d.nets[n.ID] = &networkRecord{Network: n}
+	d.log.Info("network created", "network", dataplane.ShortID(n.ID), "mode", n.Mode, "bridge", n.Bridge.Name)
+	return nil
+}
+
+// checkConflictsLocked refuses settings that collide with another weft network.
+func (d *Driver) checkConflictsLocked(n dataplane.Network) error {
+	for id, r := range d.nets {
+		o := r.Network
+		if n.Mode == dataplane.Bridge && o.Mode == dataplane.Bridge && o.Bridge.Name == n.Bridge.Name {
+			return fmt.Errorf("%w: bridge name %q is already used by weft network %s", ErrInvalidOption, n.Bridge.Name, dataplane.ShortID(id))
+		}
+	}
+	return nil
+}
+
+// DeleteNetwork removes the network's kernel objects and records, including
+// endpoints Docker never deleted. An unknown network is already deleted.
+func (d *Driver) DeleteNetwork(ctx context.Context, req *network.DeleteNetworkRequest) error {
+	if err := d.wait(ctx); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r, ok := d.nets[req.NetworkID]
+	if !ok {
+		return nil
+	}
+	n := r.Network
+	mode, err := d.mode(n.Mode)
+	if err != nil {
+		return err
+	}
+	ops := []store.Op{store.Delete(bucketNetworks, n.ID)}
+	var leaked []string
+	for id, ep := range d.eps {
+		if ep.Endpoint.NetworkID == n.ID {
+			if err := mode.DeleteEndpoint(ctx, n, ep.Endpoint); err != nil {
+				return fmt.Errorf("removing leftover endpoint %s of network %s: %w", dataplane.ShortID(id), dataplane.ShortID(n.ID), err)
+			}
+			ops = append(ops, store.Delete(bucketEndpoints, id))
+			leaked = append(leaked, id)
+		}
+	}
+	if err := mode.DeleteNetwork(ctx, n); err != nil {
+		return fmt.Errorf("deleting %s network %s: %w", n.Mode, dataplane.ShortID(n.ID), err)
+	}
+	if err := d.save(ctx, ops...); err != nil {
+		return err
+	}
+	for _, id := range leaked {
+		delete(d.eps, id)
+	}
+	delete(d.nets, n.ID)
+	d.log.Info("network deleted", "network", dataplane.ShortID(n.ID), "leftover_endpoints", len(leaked))
+	return nil
+}
+
+// AllocateNetwork is the swarm manager's call for global-scope networks.
+func (d *Driver) AllocateNetwork(ctx context.Context, req *network.AllocateNetworkRequest) (*network.AllocateNetworkResponse, error) {
+	if err := d.wait(ctx); err != nil {
+		return nil, err
+	}
+	return nil, fmt.Errorf("swarm-scoped weft networks are not available in this weft build yet; create a local network (weft runs with scope %s)", d.scope)
+}
+
+// FreeNetwork releases what AllocateNetwork kept; nothing is kept yet.
+func (d *Driver) FreeNetwork(ctx context.Context, _ *network.FreeNetworkRequest) error {
+	return d.wait(ctx)
+}
+
+func toIPAMData(in []*network.IPAMData) []ipamData {
+	out := make([]ipamData, 0, len(in))
+	for _, d := range in {
+		if d != nil {
+			out = append(out, ipamData{AddressSpace: d.AddressSpace, Pool: d.Pool, Gateway: d.Gateway})
+		}
+	}
+	return out
+}
+
+// undo logs a failed rollback step; the original error is what the user sees.
+func (d *Driver) undo(what, id string, err error) {
+	if err != nil {
+		d.log.Error("rollback failed; reconciliation at next start will clean up", "object", what, "id", dataplane.ShortID(id), "err", err)
+	}
+}

@@ -1,0 +1,310 @@
+package plugin
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/weftnet/weft/dataplane"
+)
+
+// Option names users pass with `docker network create -o`. Docker's own names
+// are kept wherever Docker has one, so `-d bridge` → `-d weft` needs no change.
+const (
+	optMode            = "mode"
+	optMTU             = "com.docker.network.driver.mtu"
+	optBridgeName      = "com.docker.network.bridge.name"
+	optEnableICC       = "com.docker.network.bridge.enable_icc"
+	optMasquerade      = "com.docker.network.bridge.enable_ip_masquerade"
+	optHostBindingIPv4 = "com.docker.network.bridge.host_binding_ipv4"
+	optParent          = "parent"
+	optMacvlanMode     = "macvlan_mode"
+	optVNI             = "vni"
+	optVxlanPort       = "vxlan_port"
+)
+
+// Keys of CreateNetwork's top-level Options map (set by dockerd, not the user).
+const (
+	keyGeneric    = "com.docker.network.generic"
+	keyEnableIPv6 = "com.docker.network.enable_ipv6"
+	keyEnableIPv4 = "com.docker.network.enable_ipv4"
+	keyInternal   = "com.docker.network.internal"
+)
+
+// knownModes lists every mode weft has options for, in the order errors name them.
+func knownModes() []dataplane.ModeName {
+	return []dataplane.ModeName{dataplane.Bridge, dataplane.Macvlan, dataplane.Vxlan}
+}
+
+// modeOptions lists the -o options a mode accepts besides the common ones.
+func modeOptions(m dataplane.ModeName) []string {
+	switch m {
+	case dataplane.Bridge:
+		return []string{optBridgeName, optEnableICC, optMasquerade, optHostBindingIPv4}
+	case dataplane.Macvlan:
+		return []string{optParent, optMacvlanMode}
+	case dataplane.Vxlan:
+		return []string{optVNI, optVxlanPort}
+	}
+	return nil
+}
+
+// commonOptions are accepted in every mode.
+func commonOptions() []string { return []string{optMode, optMTU} }
+
+// ErrInvalidOption marks a refused network option; the message names it.
+var ErrInvalidOption = errors.New("invalid network option")
+
+// networkRequest is CreateNetwork's input after decoding, before validation.
+type networkRequest struct {
+	ID      string
+	Options map[string]any
+	IPv4    []ipamData
+	IPv6    []ipamData
+}
+
+// ipamData mirrors one entry of IPv4Data/IPv6Data.
+type ipamData struct {
+	AddressSpace string
+	Pool         string
+	Gateway      string
+}
+
+// parseNetwork validates a CreateNetwork request into a dataplane.Network.
+// It has no side effects; every refusal names the option and what is accepted.
+func parseNetwork(req networkRequest) (dataplane.Network, error) {
+	n := dataplane.Network{ID: req.ID}
+	if req.ID == "" {
+		return n, fmt.Errorf("%w: the request has no NetworkID", ErrInvalidOption)
+	}
+	generic, err := genericOptions(req.Options)
+	if err != nil {
+		return n, err
+	}
+	n.Mode = dataplane.Bridge
+	if m, ok := generic[optMode]; ok {
+		n.Mode = dataplane.ModeName(m)
+		if !slices.Contains(knownModes(), n.Mode) {
+			return n, fmt.Errorf("%w: %s=%q is not a weft mode; use bridge, macvlan or vxlan", ErrInvalidOption, optMode, m)
+		}
+	}
+	if err := checkOptionNames(n.Mode, generic); err != nil {
+		return n, err
+	}
+	if n.EnableIPv6, err = boolOption(req.Options, keyEnableIPv6, false); err != nil {
+		return n, err
+	}
+	if n.Internal, err = boolOption(req.Options, keyInternal, false); err != nil {
+		return n, err
+	}
+	if v, ok := generic[optMTU]; ok {
+		mtu, err := strconv.Atoi(v)
+		if err != nil || mtu < 68 || mtu > 65535 {
+			return n, fmt.Errorf("%w: %s=%q: want a number between 68 and 65535", ErrInvalidOption, optMTU, v)
+		}
+		n.MTU = mtu
+	}
+	if n.IPv4, err = parseSubnets(req.IPv4, false); err != nil {
+		return n, err
+	}
+	if n.IPv6, err = parseSubnets(req.IPv6, true); err != nil {
+		return n, err
+	}
+	switch n.Mode {
+	case dataplane.Bridge:
+		err = parseBridge(&n, generic)
+	case dataplane.Macvlan:
+		n.Macvlan = dataplane.MacvlanOptions{Parent: generic[optParent], Mode: generic[optMacvlanMode]}
+	case dataplane.Vxlan:
+		err = parseVxlan(&n, generic)
+	}
+	return n, err
+}
+
+// genericOptions extracts the user's -o options as strings.
+func genericOptions(opts map[string]any) (map[string]string, error) {
+	out := map[string]string{}
+	raw, ok := opts[keyGeneric]
+	if !ok || raw == nil {
+		return out, nil
+	}
+	m, ok := raw.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s is %T, want an object of options", ErrInvalidOption, keyGeneric, raw)
+	}
+	for k, v := range m {
+		switch v := v.(type) {
+		case string:
+			out[k] = v
+		case bool:
+			out[k] = strconv.FormatBool(v)
+		case float64:
+			out[k] = strconv.FormatFloat(v, 'f', -1, 64)
+		default:
+			return nil, fmt.Errorf("%w: %s has a value of type %T, want a string", ErrInvalidOption, k, v)
+		}
+	}
+	return out, nil
+}
+
+// checkOptionNames refuses options weft does not know and options that belong
+// to another mode, naming what the mode accepts.
+func checkOptionNames(mode dataplane.ModeName, generic map[string]string) error {
+	allowed := append(commonOptions(), modeOptions(mode)...)
+	names := make([]string, 0, len(generic))
+	for k := range generic {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	for _, k := range names {
+		if slices.Contains(allowed, k) {
+			continue
+		}
+		for _, other := range knownModes() {
+			if slices.Contains(modeOptions(other), k) {
+				return fmt.Errorf("%w: %s applies to mode %s, not %s (set -o mode=%s)", ErrInvalidOption, k, other, mode, other)
+			}
+		}
+		return fmt.Errorf("%w: unknown option %q for mode %s; accepted options: %s", ErrInvalidOption, k, mode, strings.Join(allowed, ", "))
+	}
+	return nil
+}
+
+// boolOption reads one of dockerd's boolean top-level options.
+func boolOption(opts map[string]any, key string, def bool) (bool, error) {
+	v, ok := opts[key]
+	if !ok || v == nil {
+		return def, nil
+	}
+	switch v := v.(type) {
+	case bool:
+		return v, nil
+	case string:
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return def, fmt.Errorf("%w: %s=%q: want true or false", ErrInvalidOption, key, v)
+		}
+		return b, nil
+	}
+	return def, fmt.Errorf("%w: %s is %T, want true or false", ErrInvalidOption, key, v)
+}
+
+// stringBool parses a user's -o boolean.
+func stringBool(generic map[string]string, key string, def bool) (bool, error) {
+	v, ok := generic[key]
+	if !ok {
+		return def, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return def, fmt.Errorf("%w: %s=%q: want true or false", ErrInvalidOption, key, v)
+	}
+	return b, nil
+}
+
+// parseSubnets turns IPv4Data/IPv6Data into subnets. Docker's null IPAM sends
+// 0.0.0.0/0 with no gateway; such an entry means "no subnet" and is dropped.
+func parseSubnets(data []ipamData, v6 bool) ([]dataplane.Subnet, error) {
+	family := "IPv4"
+	if v6 {
+		family = "IPv6"
+	}
+	var out []dataplane.Subnet
+	for _, d := range data {
+		pool, err := netip.ParsePrefix(d.Pool)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s pool %q is not a CIDR subnet", ErrInvalidOption, family, d.Pool)
+		}
+		if pool.Addr().Is6() != v6 {
+			return nil, fmt.Errorf("%w: pool %s is not an %s subnet", ErrInvalidOption, pool, family)
+		}
+		if pool.Bits() == 0 && d.Gateway == "" {
+			continue
+		}
+		s := dataplane.Subnet{Pool: pool.Masked()}
+		if d.Gateway != "" {
+			gw, err := parseAddrOrPrefix(d.Gateway)
+			if err != nil {
+				return nil, fmt.Errorf("%w: gateway %q of pool %s is not an IP address", ErrInvalidOption, d.Gateway, pool)
+			}
+			if !pool.Contains(gw) {
+				return nil, fmt.Errorf("%w: gateway %s is outside pool %s", ErrInvalidOption, gw, pool)
+			}
+			s.Gateway = gw
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// parseAddrOrPrefix accepts "10.0.0.1" or "10.0.0.1/24" (Docker sends the latter).
+func parseAddrOrPrefix(s string) (netip.Addr, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Addr(), err
+	}
+	return netip.ParseAddr(s)
+}
+
+// parseBridge fills the bridge-mode settings with Docker's defaults.
+func parseBridge(n *dataplane.Network, generic map[string]string) error {
+	var err error
+	b := &n.Bridge
+	b.Name = generic[optBridgeName]
+	if b.Name == "" {
+		b.Name = dataplane.DefaultBridgeName(n.ID)
+	} else if err := validLinkName(b.Name); err != nil {
+		return fmt.Errorf("%w: %s=%q: %w", ErrInvalidOption, optBridgeName, b.Name, err)
+	}
+	if b.EnableICC, err = stringBool(generic, optEnableICC, true); err != nil {
+		return err
+	}
+	if b.Masquerade, err = stringBool(generic, optMasquerade, true); err != nil {
+		return err
+	}
+	if v, ok := generic[optHostBindingIPv4]; ok {
+		a, err := netip.ParseAddr(v)
+		if err != nil || !a.Is4() {
+			return fmt.Errorf("%w: %s=%q: want an IPv4 address", ErrInvalidOption, optHostBindingIPv4, v)
+		}
+		b.HostBindingIPv4 = a
+	}
+	if len(n.IPv4) == 0 && len(n.IPv6) == 0 {
+		return fmt.Errorf("%w: a bridge network needs a subnet; use the weft or default IPAM driver, not null", ErrInvalidOption)
+	}
+	return nil
+}
+
+// parseVxlan reads the vxlan settings (the mode itself may not be wired in).
+func parseVxlan(n *dataplane.Network, generic map[string]string) error {
+	if v, ok := generic[optVNI]; ok {
+		vni, err := strconv.ParseUint(v, 10, 32)
+		if err != nil || vni < 1 || vni > 1<<24-1 {
+			return fmt.Errorf("%w: %s=%q: want a number between 1 and 16777215", ErrInvalidOption, optVNI, v)
+		}
+		n.Vxlan.VNI = uint32(vni)
+	}
+	n.Vxlan.Port = 4789
+	if v, ok := generic[optVxlanPort]; ok {
+		port, err := strconv.ParseUint(v, 10, 16)
+		if err != nil || port == 0 {
+			return fmt.Errorf("%w: %s=%q: want a UDP port between 1 and 65535", ErrInvalidOption, optVxlanPort, v)
+		}
+		n.Vxlan.Port = uint16(port)
+	}
+	return nil
+}
+
+// validLinkName checks a user-chosen link name the way the kernel will.
+func validLinkName(name string) error {
+	if len(name) > dataplane.MaxLinkName {
+		return fmt.Errorf("link names are at most %d bytes", dataplane.MaxLinkName)
+	}
+	if name == "." || name == ".." || strings.ContainsAny(name, "/: \t\n") {
+		return errors.New("link names cannot contain '/', ':' or spaces")
+	}
+	return nil
+}

@@ -1,0 +1,112 @@
+package plugin
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+
+	"github.com/weftnet/weft/ipam"
+)
+
+// DefaultSocket is where dockerd looks for a legacy plugin named "weft"; a
+// managed plugin listens at the same path inside its own root.
+const DefaultSocket = "/run/docker/plugins/weft.sock"
+
+// Settings configure `weft serve`. Each has a flag and an environment
+// variable (settable with `docker plugin set`); a flag wins over the variable.
+type Settings struct {
+	Socket       string
+	LogLevel     slog.Level
+	StateDir     string
+	Store        string // "" = bbolt file in StateDir
+	Scope        string
+	DefaultPools []ipam.DefaultPool
+}
+
+// StoreFile is the bbolt file used when no cluster store is configured.
+func (s Settings) StoreFile() string { return filepath.Join(s.StateDir, "weft.db") }
+
+// setting describes one flag/env pair.
+type setting struct {
+	flag, env, def, usage string
+}
+
+func settingTable() []setting {
+	return []setting{
+		{"socket", "WEFT_SOCKET", DefaultSocket, "unix socket to serve the plugin APIs on"},
+		{"log-level", "LOG_LEVEL", "info", "log level: debug, info, warn or error"},
+		{"state-dir", "WEFT_STATE_DIR", "/var/lib/weft", "directory for weft's state file"},
+		{"store", "WEFT_STORE", "", "state store: empty for the embedded file, etcd://host:2379,... for a cluster"},
+		{"scope", "WEFT_SCOPE", ScopeLocal, "network scope announced to Docker: local or global"},
+		{"default-pools", "WEFT_DEFAULT_POOLS", ipam.DefaultPoolsSetting, "pools for networks created without --subnet: base=CIDR,size=N;..."},
+		{"vtep-addr", "WEFT_VTEP_ADDR", "", "this host's underlay address for vxlan networks"},
+		{"metrics-addr", "WEFT_METRICS_ADDR", "", "address to serve metrics on (off when empty)"},
+		{"etcd-ca", "WEFT_ETCD_CA", "", "CA file for etcd TLS"},
+		{"etcd-cert", "WEFT_ETCD_CERT", "", "client certificate file for etcd TLS"},
+		{"etcd-key", "WEFT_ETCD_KEY", "", "client key file for etcd TLS"},
+	}
+}
+
+// ErrHelp is returned by ParseSettings when -h was given (usage is printed).
+var ErrHelp = flag.ErrHelp
+
+// ParseSettings reads flags from args and variables from getenv.
+func ParseSettings(args []string, getenv func(string) string, usageOut io.Writer) (Settings, error) {
+	fs := flag.NewFlagSet("weft serve", flag.ContinueOnError)
+	fs.SetOutput(usageOut)
+	vals := map[string]*string{}
+	for _, s := range settingTable() {
+		def := s.def
+		if v := getenv(s.env); v != "" {
+			def = v
+		}
+		vals[s.flag] = fs.String(s.flag, def, s.usage+" (env "+s.env+")")
+	}
+	if err := fs.Parse(args); err != nil {
+		return Settings{}, err
+	}
+	if fs.NArg() > 0 {
+		return Settings{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	var st Settings
+	var err error
+	st.Socket = *vals["socket"]
+	if !filepath.IsAbs(st.Socket) {
+		return st, fmt.Errorf("--socket %q must be an absolute path", st.Socket)
+	}
+	if err := st.LogLevel.UnmarshalText([]byte(*vals["log-level"])); err != nil {
+		return st, fmt.Errorf("LOG_LEVEL %q is not valid: use debug, info, warn or error", *vals["log-level"])
+	}
+	st.StateDir = *vals["state-dir"]
+	if !filepath.IsAbs(st.StateDir) {
+		return st, fmt.Errorf("WEFT_STATE_DIR %q must be an absolute path", st.StateDir)
+	}
+	st.Store = *vals["store"]
+	if st.Store != "" {
+		if strings.HasPrefix(st.Store, "etcd://") {
+			return st, errors.New("WEFT_STORE=etcd://... (the cluster store) is not available in this weft build yet; leave WEFT_STORE empty for the embedded store")
+		}
+		return st, fmt.Errorf("WEFT_STORE %q is not valid: leave it empty for the embedded store, or use etcd://host:2379,host2:2379", st.Store)
+	}
+	st.Scope = *vals["scope"]
+	switch st.Scope {
+	case ScopeLocal:
+	case ScopeGlobal:
+		return st, errors.New("WEFT_SCOPE=global (swarm-scoped networks) is not available in this weft build yet; use local")
+	default:
+		return st, fmt.Errorf("WEFT_SCOPE %q is not valid: use local or global", st.Scope)
+	}
+	if st.DefaultPools, err = ipam.ParseDefaultPools(*vals["default-pools"]); err != nil {
+		return st, fmt.Errorf("WEFT_DEFAULT_POOLS: %w", err)
+	}
+	for _, name := range []string{"vtep-addr", "metrics-addr", "etcd-ca", "etcd-cert", "etcd-key"} {
+		if *vals[name] != "" {
+			return st, fmt.Errorf("--%s is not available in this weft build yet; leave it empty", name)
+		}
+	}
+	return st, nil
+}
