@@ -9,9 +9,9 @@ import (
 )
 
 // DefaultPoolsSetting is the default of WEFT_DEFAULT_POOLS: a /12 of IPv4 cut
-// into /24s and a /40 of ULA IPv6 cut into /64s. Both stay clear of Docker's
-// own defaults (172.17.0.0/16 and up, 192.168.0.0/16) so that weft and the
-// built-in bridge driver can run side by side.
+// into /24s and a /40 of ULA IPv6 cut into /64s. The IPv4 base stays clear of
+// Docker's own default pools (172.17.0.0/16–172.31.0.0/16, 192.168.0.0/16), so
+// weft and the built-in bridge driver can run side by side.
 const DefaultPoolsSetting = "base=10.208.0.0/12,size=24;base=fd5e:f7ee:5000::/40,size=64"
 
 // defaultPoolsSyntax is shown with every parse error.

@@ -152,12 +152,18 @@ func runOps(t testing.TB, data []byte) {
 			}
 			a = b
 		}
-		if op >= 3 && op <= 6 {
+		// Check what the operation can have changed; everything after a
+		// restore and at the end. Cheap checks keep the fuzzer fast.
+		switch op {
+		case 3, 4, 5, 6:
 			checkPool(t, step, a, m, touched)
-		} else {
-			checkInvariants(t, step, a, m)
+		case 7:
+			checkInvariants(t, step, a, m, true)
+		default:
+			checkInvariants(t, step, a, m, false)
 		}
 	}
+	checkInvariants(t, len(data), a, m, true)
 }
 
 // prefixOfID is how messages name a pool: its prefix if held, else the ID.
@@ -168,9 +174,9 @@ func prefixOfID(m *model, id string) string {
 	return id
 }
 
-// checkInvariants compares all pools with the model and checks that no two
-// pools of a space overlap.
-func checkInvariants(t testing.TB, step int, a *Allocator, m *model) {
+// checkInvariants compares the pool records with the model, checks that no
+// two pools of a space overlap and, with addrs, compares every pool's addresses.
+func checkInvariants(t testing.TB, step int, a *Allocator, m *model, addrs bool) {
 	pools := a.Pools()
 	var want []Pool
 	for _, id := range m.ids() {
@@ -180,7 +186,9 @@ func checkInvariants(t testing.TB, step int, a *Allocator, m *model) {
 		t.Fatalf("step %d: Pools = %v, model %v", step, pools, want)
 	}
 	for i, p := range pools {
-		checkPool(t, step, a, m, p.ID)
+		if addrs {
+			checkPool(t, step, a, m, p.ID)
+		}
 		for _, q := range pools[i+1:] {
 			if p.Space == q.Space && p.Prefix.Overlaps(q.Prefix) {
 				t.Fatalf("step %d: pools %s and %s overlap", step, p.ID, q.ID)
