@@ -117,7 +117,7 @@ func parseNetwork(req networkRequest) (dataplane.Network, error) {
 	case dataplane.Bridge:
 		err = parseBridge(&n, generic)
 	case dataplane.Macvlan:
-		n.Macvlan = dataplane.MacvlanOptions{Parent: generic[optParent], Mode: generic[optMacvlanMode]}
+		err = parseMacvlan(&n, generic)
 	case dataplane.Vxlan:
 		err = parseVxlan(&n, generic)
 	}
@@ -274,6 +274,37 @@ func parseBridge(n *dataplane.Network, generic map[string]string) error {
 	}
 	if len(n.IPv4) == 0 && len(n.IPv6) == 0 {
 		return fmt.Errorf("%w: a bridge network needs a subnet; use the weft or default IPAM driver, not null", ErrInvalidOption)
+	}
+	return nil
+}
+
+// macvlanModes are the kernel's macvlan modes, under Docker's names.
+func macvlanModes() []string { return []string{"bridge", "private", "vepa", "passthru"} }
+
+// parseMacvlan checks the macvlan settings that need no kernel: the mode name,
+// the parent's syntax and, for parent=name.VID, the VLAN ID (as Docker does, a
+// dot in the parent's name means an 802.1Q sub-interface).
+func parseMacvlan(n *dataplane.Network, generic map[string]string) error {
+	m := &n.Macvlan
+	m.Mode = generic[optMacvlanMode]
+	if m.Mode == "" {
+		m.Mode = "bridge"
+	}
+	if !slices.Contains(macvlanModes(), m.Mode) {
+		return fmt.Errorf("%w: %s=%q: use %s", ErrInvalidOption, optMacvlanMode, m.Mode, strings.Join(macvlanModes(), ", "))
+	}
+	m.Parent = generic[optParent]
+	if m.Parent == "" {
+		return nil
+	}
+	if err := validLinkName(m.Parent); err != nil {
+		return fmt.Errorf("%w: %s=%q: %w", ErrInvalidOption, optParent, m.Parent, err)
+	}
+	if i := strings.LastIndexByte(m.Parent, '.'); i >= 0 {
+		vid, err := strconv.Atoi(m.Parent[i+1:])
+		if i == 0 || err != nil || vid < 1 || vid > 4094 {
+			return fmt.Errorf("%w: %s=%q: a parent with a dot names a VLAN sub-interface as <link>.<VLAN ID>, with an ID between 1 and 4094", ErrInvalidOption, optParent, m.Parent)
+		}
 	}
 	return nil
 }

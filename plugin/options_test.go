@@ -79,6 +79,10 @@ func TestParseNetworkRefusals(t *testing.T) {
 		{"bridge name too long", map[string]any{optBridgeName: "averyverylongbridge"}, nil, []string{optBridgeName, "15 bytes"}},
 		{"bridge name with slash", map[string]any{optBridgeName: "a/b"}, nil, []string{optBridgeName, "'/'"}},
 		{"host binding not v4", map[string]any{optHostBindingIPv4: "::1"}, nil, []string{optHostBindingIPv4, "IPv4"}},
+		{"bad macvlan mode", map[string]any{optMode: "macvlan", optMacvlanMode: "l2"}, nil, []string{optMacvlanMode, "passthru"}},
+		{"vlan id out of range", map[string]any{optMode: "macvlan", optParent: "eth0.4095"}, nil, []string{optParent, "1 and 4094"}},
+		{"vlan id not a number", map[string]any{optMode: "macvlan", optParent: "eth0.x"}, nil, []string{optParent, "VLAN"}},
+		{"parent too long", map[string]any{optMode: "macvlan", optParent: "averyverylongparent"}, nil, []string{optParent, "15 bytes"}},
 		{"bad vni", map[string]any{optMode: "vxlan", optVNI: "0"}, nil, []string{optVNI, "16777215"}},
 		{"bad pool", nil, v4Data("10.1.0.0/33", ""), []string{"10.1.0.0/33", "CIDR"}},
 		{"gateway outside pool", nil, v4Data("10.1.0.0/24", "10.2.0.1/24"), []string{"10.2.0.1", "outside", "10.1.0.0/24"}},
@@ -110,8 +114,12 @@ func TestParseNetworkRefusals(t *testing.T) {
 
 func TestParseNetworkModes(t *testing.T) {
 	n, err := parseNetwork(networkRequest{ID: testNetID, Options: withGeneric(map[string]any{optMode: "macvlan", optParent: "eth0", optMacvlanMode: "bridge"}), IPv4: v4Data("10.1.0.0/24", "")})
-	if err != nil || n.Mode != dataplane.Macvlan || n.Macvlan.Parent != "eth0" {
+	if err != nil || n.Mode != dataplane.Macvlan || n.Macvlan.Parent != "eth0" || n.Macvlan.Mode != "bridge" {
 		t.Fatalf("macvlan: %+v %v", n, err)
+	}
+	n, err = parseNetwork(networkRequest{ID: testNetID, Options: withGeneric(map[string]any{optMode: "macvlan", optParent: "eth0.100", optMacvlanMode: "passthru"}), IPv4: v4Data("10.1.0.0/24", "")})
+	if err != nil || n.Macvlan.Parent != "eth0.100" || n.Macvlan.Mode != "passthru" {
+		t.Fatalf("macvlan vlan parent: %+v %v", n, err)
 	}
 	n, err = parseNetwork(networkRequest{ID: testNetID, Options: withGeneric(map[string]any{optMode: "vxlan", optVNI: "42"}), IPv4: v4Data("10.1.0.0/24", "")})
 	if err != nil || n.Vxlan.VNI != 42 || n.Vxlan.Port != 4789 {
