@@ -1,0 +1,97 @@
+// Package bridge is weft's bridge mode: what Docker's built-in "bridge" driver
+// does, as a dataplane.Mode. A network is a Linux bridge on this host with the
+// network's gateway address(es); an endpoint is a veth pair whose host end is a
+// port of the bridge and whose other end Docker moves into the container.
+//
+// # Kernel objects and ownership
+//
+//   - Bridge: n.Bridge.Name (DefaultName(n.ID) = "weft-" + 10 ID characters
+//     when the user chose none), MTU n.MTU (0 = 1500), a fixed MAC derived from
+//     the network ID (so the gateway MAC never changes as ports come and go),
+//     alias "weft:<network id>".
+//   - Endpoint: veth "wh<12 ID chars>" (host end, on the bridge, up) and
+//     "wc<12 ID chars>" (container end: MTU, MAC = ep.MAC, down, left in the
+//     host namespace for Docker), both with alias "weft:<network id>".
+//   - A link called n.Bridge.Name that weft did not create (no alias
+//     "weft:<n.ID>") is never adopted, changed or deleted: CreateNetwork
+//     refuses it, naming it. The one exception is a bridge without alias that
+//     has n's default name, derived from n's ID: weft made it and died before
+//     setting the alias (the kernel ignores an alias given at creation), so it
+//     is adopted. Reconcile deletes only bridges with a "weft:" alias (or no
+//     alias and a "weft-<10>" name) and veths named "wh<12>"/"wc<12>" (with a
+//     "weft:" alias or none).
+//
+// # Firewall layout
+//
+// dockerd sets the FORWARD policy to DROP and br_netfilter sends bridged
+// frames through FORWARD too, so everything weft allows it must ACCEPT
+// explicitly. All weft rules live in WEFT-* chains; per-network rules carry
+// the comment "weft:<12 ID chars>" (fw.Tag). Tables and chains (b = bridge):
+//
+//	filter FORWARD        1: -j WEFT-FORWARD           (kept at position 1)
+//	filter WEFT-FORWARD   fixed, in this order:
+//	                      -j WEFT-ICC
+//	                      -j WEFT-ISOLATION-1
+//	                      -j WEFT-BRIDGE
+//	                      -j WEFT-PORTS
+//	                      -j WEFT-INGRESS
+//	WEFT-ICC              -i b -o b -j ACCEPT|DROP     (enable_icc)
+//	WEFT-ISOLATION-1      -i b ! -o b -j WEFT-ISOLATION-2
+//	                      -i docker0 -o b -j DROP      (one per Docker bridge pattern)
+//	                      -i br-+ -o b -j DROP
+//	WEFT-ISOLATION-2      -o b -j DROP
+//	                      -o docker0 -j DROP           (static, one per pattern)
+//	                      -o br-+ -j DROP
+//	WEFT-BRIDGE           -i b -j ACCEPT               (egress; internal: -j DROP)
+//	                      -o b -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+//	                                                   (replies; not for internal)
+//	WEFT-PORTS            empty: port publishing adds its ACCEPTs for DNAT'd
+//	                      traffic here, ahead of the drop below
+//	WEFT-INGRESS          -o b -j DROP                 (anything else into b)
+//	nat POSTROUTING       1: -j WEFT-POSTROUTING
+//	nat WEFT-POSTROUTING  -s <pool> ! -o b -j MASQUERADE
+//	                      (enable_ip_masquerade and not internal; one per pool)
+//
+// Why this shape:
+//
+//   - Traffic inside one bridge is decided first and only by WEFT-ICC, so
+//     nothing later (isolation, a user bridge name that matches "br-+") can
+//     interfere with it, and nothing earlier can accept it.
+//   - Isolation comes before any ACCEPT: "egress from b is accepted" must not
+//     accept b → another weft bridge or b → docker0. Like Docker's
+//     DOCKER-ISOLATION-STAGE-1/2, stage 1 picks packets leaving a weft bridge
+//     and stage 2 drops them if they enter another weft bridge or a Docker
+//     bridge. Packets from a Docker bridge into a weft bridge are dropped in
+//     stage 1 directly (sending them to stage 2 would also drop Docker-to-Docker
+//     traffic, which is Docker's business). Both directions are covered, and a
+//     new network adds O(1) rules.
+//   - Every category lives in its own chain, and every per-network rule matches
+//     only its own bridge, so rules of different networks never depend on each
+//     other's order: a network is added by appending its ~7 rules and removed
+//     by deleting them; no chain is ever rewritten for a network change. Only
+//     the fixed WEFT-FORWARD skeleton is order-sensitive; it is rebuilt only if
+//     someone damaged it.
+//   - --internal: WEFT-BRIDGE drops whatever leaves b for another interface,
+//     WEFT-INGRESS drops whatever enters it from one, there is no MASQUERADE
+//     rule and Join returns no gateway. Containers can still reach each other
+//     (per enable_icc) and the bridge's own address, as with Docker.
+//   - The base jumps are inserted at position 1 and moved back there by
+//     Reconcile if dockerd inserted its own above them (delete, then insert:
+//     deleting by position could hit someone else's rule).
+//
+// IPv6: the same filter rules, plus MASQUERADE for IPv6 pools, are written
+// with ip6tables for networks with IPv6; such networks are refused when the
+// firewall has no IPv6 family.
+//
+// When the last weft network is deleted (no per-network rule left in any weft
+// chain), the WEFT-* chains and the base jumps are removed too, so a host that
+// no longer has weft networks carries no weft rules. A chain that still holds
+// a rule weft does not recognise is left, with everything it needs.
+//
+// Docker's own bridges are recognised by name: "docker0" and "br-+" (Docker's
+// default names) and "docker_gwbridge"; see WithDockerBridges.
+//
+// Mode serialises its own calls (one mutex), so it is safe for concurrent use.
+// It never switches namespaces: all netlink work goes through the nl.Handle it
+// was given, all iptables work through the fw.Firewall.
+package bridge

@@ -1,0 +1,166 @@
+package bridge
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/weftnet/weft/dataplane"
+	"github.com/weftnet/weft/dataplane/fw"
+)
+
+// ensureBase makes the chains, the WEFT-FORWARD skeleton, the static rules and
+// the base jumps (at position 1) of family exist.
+func (m *Mode) ensureBase(family fw.Family) error {
+	// Chains that others jump to come first: iptables refuses a jump to a
+	// chain that does not exist.
+	for _, c := range perNetworkChains {
+		if err := m.fw.EnsureChain(family, c.table, c.name); err != nil {
+			return err
+		}
+	}
+	for _, r := range staticRules(m.dockerBridges) {
+		if _, err := m.fw.EnsureRule(family, r); err != nil {
+			return err
+		}
+	}
+	if err := m.fw.EnsureSequence(family, fw.Filter, ChainForward, skeleton()); err != nil {
+		return err
+	}
+	for _, r := range baseJumps() {
+		if err := m.fw.EnsureFirst(family, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// idle reports whether family's weft chains hold nothing but static rules
+// (or do not exist): no network uses them any more.
+func (m *Mode) idle(family fw.Family) (bool, error) {
+	// WEFT-ICC has one rule per network: the cheap common answer first.
+	order := append([]chainRef{{fw.Filter, ChainICC}}, perNetworkChains...)
+	for _, c := range order {
+		rules, err := m.fw.Rules(family, c.table, c.name)
+		if fw.IsNotExist(err) {
+			continue
+		}
+		if err != nil {
+			return false, err
+		}
+		for _, r := range rules {
+			if !isStatic(c, r, m.dockerBridges) {
+				return false, nil
+			}
+		}
+	}
+	return true, nil
+}
+
+// teardownIfIdle removes family's base jumps and weft chains when no network
+// uses them any more.
+func (m *Mode) teardownIfIdle(family fw.Family) error {
+	if !m.fw.Has(family) {
+		return nil
+	}
+	idle, err := m.idle(family)
+	if err != nil || !idle {
+		return err
+	}
+	var errs []error
+	for _, r := range baseJumps() {
+		errs = append(errs, m.fw.DeleteRule(family, r))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	// WEFT-FORWARD jumps to the others and WEFT-ISOLATION-1 to stage 2:
+	// delete in that order.
+	if err := m.fw.DeleteChain(family, fw.Filter, ChainForward); err != nil {
+		return err
+	}
+	for _, c := range perNetworkChains {
+		if err := m.fw.DeleteChain(family, c.table, c.name); err != nil {
+			return err
+		}
+	}
+	m.log.Debug("removed weft chains: no weft network left", "family", family)
+	return nil
+}
+
+// ensureRules adds n's rules in every family it needs; undo collects the
+// removal of each rule this call added.
+func (m *Mode) ensureRules(n dataplane.Network, u *undo) error {
+	for _, fam := range families(n) {
+		for _, r := range networkRules(n, fam, m.dockerBridges) {
+			added, err := m.fw.EnsureRule(fam, r)
+			if err != nil {
+				return err
+			}
+			if added {
+				u.add(func() error { return m.fw.DeleteRule(fam, r) })
+			}
+		}
+	}
+	return nil
+}
+
+// deleteRules removes n's rules from every family n has (missing is fine).
+func (m *Mode) deleteRules(n dataplane.Network) error {
+	var errs []error
+	for _, fam := range families(n) {
+		if !m.fw.Has(fam) {
+			continue
+		}
+		for _, r := range networkRules(n, fam, m.dockerBridges) {
+			errs = append(errs, m.fw.DeleteRule(fam, r))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// sweepRules deletes, in family's per-network chains, tagged rules of networks
+// not in known and rules of known networks that networkRules no longer makes
+// (want holds those, rendered). Rules without a weft tag, and rules of
+// networks in unmanaged (known but invalid), are left alone. WEFT-PORTS is
+// owned by port publishing: there only unknown networks' rules go.
+func (m *Mode) sweepRules(family fw.Family, known, unmanaged map[string]bool, want map[string]bool) error {
+	var errs []error
+	for _, c := range perNetworkChains {
+		rules, err := m.fw.Rules(family, c.table, c.name)
+		if fw.IsNotExist(err) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		seen := map[string]bool{}
+		for _, spec := range rules {
+			id, tagged := fw.TagOf(spec)
+			if !tagged || unmanaged[id] {
+				continue
+			}
+			r := fw.Rule{Table: c.table, Chain: c.name, Spec: spec}
+			key := r.String()
+			stale := !known[id] || (c.name != ChainPorts && !want[key])
+			switch {
+			case stale:
+				m.log.Info("removing stale weft rule", "family", family, "rule", key)
+				errs = append(errs, m.fw.DeleteRule(family, r))
+			case seen[key]:
+				// A duplicate (a crash between check and append): drop all
+				// copies and add it back once.
+				m.log.Info("removing duplicate weft rule", "family", family, "rule", key)
+				errs = append(errs, m.fw.DeleteRule(family, r))
+				if _, err := m.fw.EnsureRule(family, r); err != nil {
+					errs = append(errs, err)
+				}
+			}
+			seen[key] = true
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("sweeping %s rules: %w", family, err)
+	}
+	return nil
+}
