@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# scripts/run.sh — weft on this machine in one command (Debian 12, as root):
+#
+#   1. builds weft and installs it as $WEFT_BIN_DIR/weft (default /usr/local/bin);
+#   2. makes sure a Docker engine answers on /var/run/docker.sock — if none
+#      does, installs Debian's docker.io and starts dockerd in the background
+#      (log /var/log/dockerd.log, pidfile /var/run/docker.pid; no systemd
+#      needed);
+#   3. runs weft as a legacy plugin on /run/docker/plugins/weft.sock with the
+#      embedded store in /var/lib/weft (log /var/log/weft.log, pidfile
+#      /run/weft.pid); restarts it if it died or if the binary changed;
+#   4. imports the busybox test image (test/image/mkimage.sh) if missing;
+#   5. creates the weft network weft-demo and two containers on it, which
+#      ping each other by name.
+#
+# Running it again is harmless: every step checks first.
+#
+#   scripts/run.sh [--legacy]
+#
+# --legacy (the default, and for now the only way): weft runs as a process
+# on this host. The managed plugin (docker plugin install) comes later.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+repo=$PWD
+
+mode=legacy
+for arg in "$@"; do
+	case $arg in
+	--legacy) mode=legacy ;;
+	--managed)
+		echo "run.sh: the managed plugin is not available yet; use --legacy (the default)" >&2
+		exit 2
+		;;
+	-h | --help)
+		sed -n '2,22p' "$0"
+		exit 0
+		;;
+	*)
+		echo "run.sh: unknown argument $arg (use --legacy)" >&2
+		exit 2
+		;;
+	esac
+done
+
+if [[ $(id -u) != 0 ]]; then
+	echo "run.sh: run as root (weft manages links and iptables; dockerd needs root)" >&2
+	exit 1
+fi
+
+bin_dir=${WEFT_BIN_DIR:-/usr/local/bin}
+weft_bin=$bin_dir/weft
+weft_sock=/run/docker/plugins/weft.sock
+weft_pidfile=/run/weft.pid
+weft_log=/var/log/weft.log
+state_dir=${WEFT_STATE_DIR:-/var/lib/weft}
+docker_sock=/var/run/docker.sock
+image=weft/busybox:latest
+net=weft-demo
+
+step() { printf '==> %s\n' "$*"; }
+docker() { command docker -H "unix://$docker_sock" "$@"; }
+
+# ---- packages ---------------------------------------------------------------
+need=()
+have_pkg() { [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true) == "install ok installed" ]]; }
+command -v dockerd >/dev/null || have_pkg docker.io || need+=(docker.io)
+command -v iptables >/dev/null || need+=(iptables)
+have_pkg busybox-static || need+=(busybox-static)
+command -v ip >/dev/null || need+=(iproute2)
+if ((${#need[@]})); then
+	step "installing ${need[*]}"
+	policy_rc=0
+	if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+		# Packages must not start services; this script starts what it needs.
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod +x /usr/sbin/policy-rc.d
+		policy_rc=1
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${need[@]}" >/tmp/weft-run-apt.log 2>&1 || {
+		cat /tmp/weft-run-apt.log
+		exit 1
+	}
+	if [[ $policy_rc == 1 ]]; then rm -f /usr/sbin/policy-rc.d; fi
+fi
+command -v go >/dev/null || {
+	echo "run.sh: go is not installed" >&2
+	exit 1
+}
+
+# ---- build ------------------------------------------------------------------
+step "building weft"
+mkdir -p "$bin_dir"
+tmp_bin=$(mktemp "$bin_dir/.weft.XXXXXX")
+trap 'rm -f "$tmp_bin"' EXIT
+go build -o "$tmp_bin" .
+chmod 0755 "$tmp_bin"
+binary_changed=0
+if ! cmp -s "$tmp_bin" "$weft_bin" 2>/dev/null; then
+	mv -f "$tmp_bin" "$weft_bin"
+	binary_changed=1
+	echo "    installed $weft_bin ($("$weft_bin" version))"
+else
+	echo "    $weft_bin is up to date ($("$weft_bin" version))"
+fi
+
+# ---- Docker engine ----------------------------------------------------------
+engine_up() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+if engine_up; then
+	step "Docker engine $(docker version --format '{{.Server.Version}}') is running"
+else
+	step "starting dockerd (log /var/log/dockerd.log)"
+	nohup dockerd --pidfile /var/run/docker.pid -H "unix://$docker_sock" </dev/null >>/var/log/dockerd.log 2>&1 &
+	for _ in $(seq 1 60); do
+		engine_up && break
+		sleep 0.5
+	done
+	engine_up || {
+		tail -20 /var/log/dockerd.log
+		echo "run.sh: dockerd did not come up; see /var/log/dockerd.log" >&2
+		exit 1
+	}
+	echo "    dockerd $(docker version --format '{{.Server.Version}}') is up (pid $(cat /var/run/docker.pid))"
+fi
+
+# ---- weft -------------------------------------------------------------------
+weft_pid() {
+	local pid
+	pid=$(cat "$weft_pidfile" 2>/dev/null) || return 1
+	[[ $pid =~ ^[0-9]+$ ]] || return 1
+	# Only our weft: the PID may have been recycled.
+	[[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$weft_bin"* ]] || return 1
+	echo "$pid"
+}
+if pid=$(weft_pid) && ((binary_changed)); then
+	step "restarting weft (pid $pid) to run the new binary"
+	kill -TERM "$pid"
+	for _ in $(seq 1 50); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+fi
+if pid=$(weft_pid); then
+	step "weft is running (pid $pid, log $weft_log)"
+else
+	step "starting weft as a legacy plugin on $weft_sock (log $weft_log)"
+	mkdir -p "$state_dir" "$(dirname "$weft_sock")"
+	nohup "$weft_bin" serve --socket "$weft_sock" --state-dir "$state_dir" </dev/null >>"$weft_log" 2>&1 &
+	echo $! >"$weft_pidfile"
+	for _ in $(seq 1 50); do
+		[[ -S $weft_sock ]] && break
+		kill -0 "$(cat "$weft_pidfile")" 2>/dev/null || break
+		sleep 0.1
+	done
+	if ! weft_pid >/dev/null || [[ ! -S $weft_sock ]]; then
+		tail -20 "$weft_log"
+		echo "run.sh: weft did not start; see $weft_log" >&2
+		exit 1
+	fi
+	echo "    weft is up (pid $(cat "$weft_pidfile"))"
+fi
+
+# ---- image, network, containers --------------------------------------------
+if docker image inspect "$image" >/dev/null 2>&1; then
+	step "image $image is present"
+else
+	step "importing the busybox image $image"
+	DOCKER=docker "$repo/test/image/mkimage.sh" -H "unix://$docker_sock" "$image"
+fi
+
+if docker network inspect "$net" >/dev/null 2>&1; then
+	step "network $net exists"
+else
+	step "creating network $net (driver weft, IPAM weft)"
+	docker network create -d weft --ipam-driver weft "$net" >/dev/null
+fi
+
+for c in weft-demo-a weft-demo-b; do
+	state=$(docker inspect -f '{{.State.Running}}' "$c" 2>/dev/null || echo absent)
+	case $state in
+	true) step "container $c is running" ;;
+	false)
+		step "starting container $c"
+		docker start "$c" >/dev/null
+		;;
+	*)
+		step "running container $c on $net"
+		docker run -d --name "$c" --network "$net" "$image" sleep 1000000000 >/dev/null
+		;;
+	esac
+done
+
+subnet=$(docker network inspect -f '{{range .IPAM.Config}}{{.Subnet}} {{end}}' "$net")
+step "weft-demo-a pings weft-demo-b by name (network $net, subnet $subnet)"
+docker exec weft-demo-a ping -c 3 -W 2 weft-demo-b
+step "weft-demo-b pings weft-demo-a by name"
+docker exec weft-demo-b ping -c 3 -W 2 weft-demo-a
+
+cat <<EOF
+
+weft works. Try next:
+  docker exec -it weft-demo-a sh          # a shell on the weft network
+  docker network create -d weft --ipam-driver weft --subnet 10.50.0.0/24 mynet
+  docker network create -d weft --ipam-driver weft -o com.docker.network.bridge.enable_icc=false quiet
+  docker run --rm --network mynet $image ip addr
+  tail -f $weft_log               # weft's log
+  scripts/test.sh                         # every test (unit, privileged, end-to-end)
+
+Clean up the demo:  docker rm -f weft-demo-a weft-demo-b && docker network rm $net
+Stop weft:          kill \$(cat $weft_pidfile)   (running containers keep working)
+EOF

@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# scripts/test.sh — every test of weft, in the order a failure is cheapest to
+# find: format, vet, static analysis, build, unit + privileged tests, then the
+# end-to-end suite against real dockerd processes. CI runs exactly this
+# (.ci/run); so can you, as root on a Debian 12 machine:
+#
+#   scripts/test.sh            # everything
+#   scripts/test.sh --no-e2e   # skip the end-to-end phase (quicker local loop)
+#
+# It installs what it needs with apt-get (only what is missing), and starts
+# whatever daemons the tests need itself (the e2e suite runs its own dockerd
+# per test host, in network namespaces; it never touches an engine already
+# running on this machine).
+#
+# A test that skips fails the run unless its skip message says
+# "missing kernel feature:" (test/nstest.RequireKernelFeature): with
+# WEFT_REQUIRE_PRIVILEGED=1 set here, privileged tests must really run.
+#
+# Environment: WEFT_TEST_GO_FLAGS (extra flags for the go test phases, e.g.
+# "-run TestX"), and the e2e knobs in test/e2e/doc.go (WEFT_E2E_*).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+start=$SECONDS
+run_e2e=1
+for arg in "$@"; do
+	case $arg in
+	--no-e2e) run_e2e=0 ;;
+	-h | --help)
+		sed -n '2,20p' "$0"
+		exit 0
+		;;
+	*)
+		echo "test.sh: unknown argument $arg (use --no-e2e)" >&2
+		exit 2
+		;;
+	esac
+done
+
+if [[ $(id -u) != 0 ]]; then
+	echo "test.sh: run as root: the privileged and end-to-end tests need it (and apt-get installs what is missing)" >&2
+	exit 1
+fi
+
+staticcheck_version=v0.8.2 # staticcheck 2026.2.2; supports the go version in go.mod
+
+work=$(mktemp -d /tmp/weft-test.XXXXXX)
+policy_rc_created=0
+cleanup() {
+	if [[ $policy_rc_created == 1 ]]; then rm -f /usr/sbin/policy-rc.d; fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+phases=()   # "name|status|seconds"
+failed=0
+record() { # name status seconds
+	phases+=("$1|$2|$3")
+	if [[ $2 == FAILED ]]; then failed=1; fi
+}
+banner() { printf '\n######## %s ########\n' "$*"; }
+
+# ---- packages ---------------------------------------------------------------
+# docker.io: dockerd 20.10 (+ containerd, runc) for the e2e suite; iptables:
+# weft's and dockerd's firewall; busybox-static: the test image; iproute2 and
+# util-linux: ip, nsenter, unshare. etcd-server and docker-registry are for
+# the cluster-store and managed-plugin tests (never started by installing).
+packages=(docker.io iptables busybox-static iproute2 util-linux etcd-server docker-registry)
+banner "packages"
+t0=$SECONDS
+missing=()
+for p in "${packages[@]}"; do
+	if [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true) != "install ok installed" ]]; then
+		missing+=("$p")
+	fi
+done
+if ((${#missing[@]})); then
+	echo "installing: ${missing[*]}"
+	# No service may start in this machine's root namespace because a
+	# package was installed (Debian's policy-rc.d convention).
+	if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod +x /usr/sbin/policy-rc.d
+		policy_rc_created=1
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$work/apt.log" 2>&1 || {
+		cat "$work/apt.log"
+		echo "test.sh: apt-get install failed" >&2
+		exit 1
+	}
+	if [[ $policy_rc_created == 1 ]]; then
+		rm -f /usr/sbin/policy-rc.d
+		policy_rc_created=0
+	fi
+else
+	echo "all present: ${packages[*]}"
+fi
+command -v go >/dev/null || {
+	echo "test.sh: go is not installed" >&2
+	exit 1
+}
+go version
+record packages ok $((SECONDS - t0))
+
+# ---- static checks ----------------------------------------------------------
+banner "gofmt"
+t0=$SECONDS
+unformatted=$(gofmt -l . 2>&1 || true)
+if [[ -n $unformatted ]]; then
+	echo "not gofmt'ed (run gofmt -w on them):"
+	echo "$unformatted"
+	record gofmt FAILED $((SECONDS - t0))
+else
+	echo "ok"
+	record gofmt ok $((SECONDS - t0))
+fi
+
+banner "go vet (and with -tags e2e)"
+t0=$SECONDS
+if go vet ./... && go vet -tags e2e ./...; then
+	record vet ok $((SECONDS - t0))
+else
+	record vet FAILED $((SECONDS - t0))
+fi
+
+banner "staticcheck $staticcheck_version (with -tags e2e)"
+t0=$SECONDS
+tools=${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/weft-tools/staticcheck-$staticcheck_version
+if [[ ! -x $tools/staticcheck ]]; then
+	mkdir -p "$tools"
+	if ! GOBIN=$tools timeout 600 go install "honnef.co/go/tools/cmd/staticcheck@$staticcheck_version" >"$work/sc-install.log" 2>&1; then
+		tail -5 "$work/sc-install.log"
+		echo "WARNING: could not install staticcheck from the Go module proxy; static analysis skipped"
+	fi
+fi
+if [[ -x $tools/staticcheck ]]; then
+	if "$tools/staticcheck" -tags e2e ./...; then
+		record staticcheck ok $((SECONDS - t0))
+	else
+		record staticcheck FAILED $((SECONDS - t0))
+	fi
+else
+	record staticcheck WARNING $((SECONDS - t0))
+fi
+
+banner "go build"
+t0=$SECONDS
+if go build ./... && go build -o "$work/weft" . && "$work/weft" version; then
+	record build ok $((SECONDS - t0))
+else
+	record build FAILED $((SECONDS - t0))
+fi
+
+# ---- tests ------------------------------------------------------------------
+go build -o "$work/testsum" ./test/e2e/testsum
+
+# go_tests PHASE TESTSUM-FLAGS -- GO-TEST-ARGS...
+go_tests() {
+	local phase=$1 sumflags=$2
+	shift 3
+	local t0=$SECONDS
+	# shellcheck disable=SC2086 # WEFT_TEST_GO_FLAGS is a list of flags
+	if go test -json ${WEFT_TEST_GO_FLAGS:-} "$@" 2>&1 | "$work/testsum" -phase "$phase" $sumflags -summary "$work/$phase.sum"; then
+		record "$phase" ok $((SECONDS - t0))
+	else
+		record "$phase" FAILED $((SECONDS - t0))
+	fi
+}
+
+# Unit and privileged tests are the same `go test` run: privileged tests
+# (*_netns_test.go) are ordinary tests that need root, and
+# WEFT_REQUIRE_PRIVILEGED=1 turns their "not root" skip into a failure.
+banner "unit + privileged tests (go test -race, WEFT_REQUIRE_PRIVILEGED=1)"
+WEFT_REQUIRE_PRIVILEGED=1 go_tests unit+privileged "" -- -race -count=1 -timeout 15m ./...
+
+if [[ $run_e2e == 1 ]]; then
+	banner "end-to-end tests (go test -tags e2e ./test/e2e/...)"
+	# The binary built above, so the suite does not build it again.
+	WEFT_E2E_BIN=$work/weft go_tests e2e -v -- -tags e2e -count=1 -timeout 25m ./test/e2e/...
+fi
+
+# ---- summary ----------------------------------------------------------------
+banner "summary"
+tp=0 tf=0 ts=0
+for ph in "${phases[@]}"; do
+	IFS='|' read -r name status secs <<<"$ph"
+	detail=""
+	if [[ -f $work/$name.sum ]]; then
+		read -r _ p f s line <"$work/$name.sum"
+		tp=$((tp + p)) tf=$((tf + f)) ts=$((ts + s))
+		detail=" — $line"
+	fi
+	printf '%-16s %-8s %4ss%s\n' "$name" "$status" "$secs" "$detail"
+done
+elapsed=$((SECONDS - start))
+printf 'elapsed: %dm%02ds\n' $((elapsed / 60)) $((elapsed % 60))
+if [[ $failed != 0 ]]; then
+	echo "RESULT: FAILED"
+	if ((tf == 0)); then tf=1; fi # a failed non-test phase still fails the run
+else
+	echo "RESULT: ok"
+fi
+echo "total: $tp passed, $tf failed, $ts skipped"
+exit $failed

@@ -1,0 +1,57 @@
+// Package e2e holds weft's end-to-end tests: the real weft binary serving a
+// real dockerd, real containers and real traffic. Every test file is behind
+// the build tag e2e, and the tests need root:
+//
+//	go test -tags e2e -count=1 -v ./test/e2e/...
+//
+// (scripts/test.sh runs them after the unit and privileged tests.)
+//
+// # Isolation
+//
+// The suite never touches a Docker engine already running on the machine.
+// Each test host is
+//
+//   - a network namespace weft-e2e-NAME with loopback up;
+//   - a "holder" process (sleep) in that namespace and in a private mount
+//     namespace where /run/docker/plugins and /run/containerd are private
+//     tmpfs mounts, so the legacy plugin socket /run/docker/plugins/weft.sock
+//     and containerd are private to the host;
+//   - a dockerd started with nsenter into the holder's net and mount
+//     namespaces (never `ip netns exec`, which remounts /sys and breaks
+//     dockerd's cgroups), with its own --data-root, --exec-root, --pidfile,
+//     --config-file, -H unix://DIR/docker.sock and --cgroup-parent
+//     /weft-e2e-NAME, live-restore off;
+//   - weft started the same way, as a legacy plugin on the private socket,
+//     with its state directory under DIR;
+//   - optionally an "outside" host: a namespace weft-e2e-NAME-out joined to
+//     the host namespace by a veth pair (host 192.0.2.1/24, outside
+//     192.0.2.2/24, TEST-NET-1). The outside namespace has no route to any
+//     container subnet, so a container reaches it only through masquerade.
+//
+// The host namespaces have no link to the machine's own network: test traffic
+// stays in namespaces the suite created. Most tests share one host (created on
+// first use, torn down after the last test); tests that kill or restart weft
+// or dockerd get a fresh host of their own. Every test removes the containers
+// and networks it made and checks that no weft link or rule outlived them.
+//
+// At start the suite takes an exclusive lock (/run/weft-e2e.lock; one suite
+// per machine at a time), then removes what a crashed earlier run left:
+// processes in weft-e2e-* namespaces and cgroups and those recorded in
+// pidfiles under its directory, the namespaces, cgroups and the directory.
+//
+// # Environment knobs
+//
+//	WEFT_E2E_DIR        work directory (default /tmp/weft-e2e); removed at start
+//	WEFT_E2E_BIN        a prebuilt weft binary (default: go build of the repo)
+//	WEFT_E2E_DOCKERD    dockerd binary (default: dockerd from PATH)
+//	WEFT_E2E_DOCKER     docker CLI (default: docker from PATH)
+//	WEFT_E2E_PLUGIN     how weft is installed: legacy (default; the only one so far)
+//	WEFT_E2E_LOG_LEVEL  weft's --log-level (default debug)
+//	WEFT_E2E_KEEP       1 = leave hosts, namespaces and logs in place at the end
+//	                    (the next run removes them)
+//	WEFT_E2E_BENCH_RUNS rounds of TestAttachLatency (default 5; scripts/bench-attach.sh uses more)
+//
+// On a failure a test prints the part of weft's and dockerd's logs written
+// while it ran; the full logs are under WEFT_E2E_DIR/<host>/ (kept with
+// WEFT_E2E_KEEP=1).
+package e2e
