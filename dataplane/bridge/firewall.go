@@ -31,7 +31,18 @@ func (m *Mode) ensureBase(family fw.Family) error {
 			return err
 		}
 	}
-	return nil
+	// Only when dockerd made DOCKER-USER: the chain is Docker's, not weft's.
+	// Every network create and every start re-runs this, so a dockerd that
+	// came up after weft is covered from the first weft network on.
+	_, err := m.fw.Rules(family, fw.Filter, ChainDockerUser)
+	switch {
+	case err == nil:
+		return m.fw.EnsureFirst(family, dockerUserJump())
+	case fw.IsNotExist(err):
+		return nil
+	default:
+		return err
+	}
 }
 
 // idle reports whether family's weft chains hold nothing but static rules
@@ -66,7 +77,7 @@ func (m *Mode) teardownIfIdle(family fw.Family) error {
 	if err != nil || !idle {
 		return err
 	}
-	var errs []error
+	errs := []error{m.fw.DeleteRule(family, dockerUserJump())}
 	for _, r := range baseJumps() {
 		errs = append(errs, m.fw.DeleteRule(family, r))
 	}

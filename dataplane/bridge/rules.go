@@ -60,6 +60,18 @@ func baseJumps() []fw.Rule {
 	}
 }
 
+// ChainDockerUser is Docker's chain for rules that must run before Docker's
+// own: dockerd keeps its jump first in FORWARD and never flushes it.
+const ChainDockerUser = "DOCKER-USER"
+
+// dockerUserJump hooks weft's filter rules into DOCKER-USER. dockerd inserts
+// its FORWARD rules above everyone else's whenever it creates a network or
+// restarts (`-i br-X ! -o br-X -j ACCEPT` among them), which would accept
+// traffic from a Docker bridge into a weft bridge before weft's isolation ran.
+func dockerUserJump() fw.Rule {
+	return fw.Rule{Table: fw.Filter, Chain: ChainDockerUser, Spec: []string{"-j", ChainForward}}
+}
+
 // staticRules are the untagged rules of per-network chains that exist for as
 // long as the chains do: stage-2 drops into Docker's bridges.
 func staticRules(dockerBridges []string) []fw.Rule {

@@ -314,3 +314,35 @@ func sortedLines(s string) string {
 	slices.Sort(lines)
 	return strings.Join(lines, "\n") + "\n"
 }
+
+// TestHookedIntoDockerUser covers dockerd inserting its FORWARD rules above
+// weft's jump after weft set up: the DOCKER-USER hook keeps weft first.
+func TestHookedIntoDockerUser(t *testing.T) {
+	m, v4, _ := newFirewallMode(t, false)
+	applyNetwork(t, m, testNet(idA, 1))
+	if _, err := v4.List("filter", ChainDockerUser); err == nil {
+		t.Fatal("weft created Docker's DOCKER-USER chain")
+	}
+	v4.SetRules("filter", ChainDockerUser, []string{"-j", "RETURN"})
+	applyNetwork(t, m, testNet(idB, 2))
+	rules, err := m.fw.Rules(fw.IPv4, "filter", ChainDockerUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]string{{"-j", ChainForward}, {"-j", "RETURN"}}
+	if !slices.EqualFunc(rules, want, slices.Equal) {
+		t.Fatalf("DOCKER-USER = %v, want %v", rules, want)
+	}
+	for i, id := range []string{idA, idB} {
+		if err := m.deleteRules(testNet(id, byte(i+1))); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.teardownIfIdle(fw.IPv4); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rules, err = m.fw.Rules(fw.IPv4, "filter", ChainDockerUser)
+	if err != nil || !slices.EqualFunc(rules, [][]string{{"-j", "RETURN"}}, slices.Equal) {
+		t.Fatalf("after the last network DOCKER-USER = %v (%v); want only Docker's rule", rules, err)
+	}
+}

@@ -112,7 +112,7 @@ func effectiveCaps() (uint64, error) {
 func RequireKernelFeature(t testing.TB, name string, check func() error) {
 	t.Helper()
 	if err := check(); err != nil {
-		t.Skipf("kernel feature %s unavailable: %v", name, err)
+		t.Skipf("missing kernel feature: %s: %v", name, err)
 	}
 }
 

@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"sort"
 	"strings"
 )
@@ -30,11 +29,6 @@ import (
 // KernelFeatureMarker is the text a skip message must contain to be allowed:
 // the test needs a kernel feature this machine lacks (DESIGN.md §4, §5).
 const KernelFeatureMarker = "missing kernel feature:"
-
-// legacyKernelSkip matches the wording test/nstest.RequireKernelFeature used
-// before the marker was agreed ("kernel feature NAME unavailable: ...").
-// Accepted too, so the two can be aligned without breaking CI.
-var legacyKernelSkip = regexp.MustCompile(`kernel feature \S+ unavailable:`)
 
 // event is one line of `go test -json` (cmd/test2json).
 type event struct {
@@ -73,7 +67,7 @@ func (r *result) reason() string {
 }
 
 func allowedSkip(msg string) bool {
-	return strings.Contains(msg, KernelFeatureMarker) || legacyKernelSkip.MatchString(msg)
+	return strings.Contains(msg, KernelFeatureMarker)
 }
 
 type summary struct {

@@ -43,10 +43,10 @@ func TestSummary(t *testing.T) {
 			run("A"), end("A", "pass"),
 			run("B"), out("B", "    x_test.go:3: missing kernel feature: 8021q: no such module"), end("B", "skip"), pkg("pass"),
 		}, true, counts{1, 0, 1}},
-		{"nstest's older wording allowed", []string{
+		{"kernel skip without the marker fails", []string{
 			run("A"), end("A", "pass"),
 			run("B"), out("B", "    x_test.go:3: kernel feature vlan unavailable: operation not supported"), end("B", "skip"), pkg("pass"),
-		}, true, counts{1, 0, 1}},
+		}, false, counts{1, 0, 1}},
 		{"unfinished test fails", []string{run("A"), out("A", "panic: x"), pkg("fail")}, false, counts{0, 1, 0}},
 		{"TestMain failure fails", []string{run("A"), end("A", "pass"), pkg("fail")}, false, counts{1, 1, 0}},
 		{"build failure fails", []string{`{"Action":"build-fail","Package":"p"}`}, false, counts{0, 1, 0}},
