@@ -143,3 +143,11 @@ type Mode interface {
 	// object weft does not own.
 	Reconcile(ctx context.Context, nets []Network, eps []Endpoint) error
 }
+
+// EndpointProber is implemented by modes that can tell whether an endpoint's
+// kernel link still exists. At start the plugin forgets endpoints whose link
+// is gone: their container's namespace was destroyed while no DeleteEndpoint
+// could reach weft (dockerd skips it for legacy plugins when it restarts).
+type EndpointProber interface {
+	EndpointExists(ctx context.Context, n Network, ep Endpoint) (bool, error)
+}

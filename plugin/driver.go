@@ -110,6 +110,9 @@ func (d *Driver) Start(ctx context.Context, deps Deps) error {
 		d.startErr = fmt.Errorf("weft could not load its state: %w", err)
 		return d.startErr
 	}
+	if err := d.forgetDeadEndpointsLocked(ctx); err != nil {
+		d.log.Error("checking endpoints failed", "err", err)
+	}
 	d.reconcileLocked(ctx)
 	d.log.Info("state loaded", "networks", len(d.nets), "endpoints", len(d.eps), "pools", len(deps.IPAM.Pools()))
 	return nil
@@ -194,6 +197,39 @@ func (d *Driver) loadIPAMLocked(ctx context.Context) error {
 		addrs[poolID] = append(addrs[poolID], addr)
 	}
 	return d.deps.IPAM.Restore(pools, addrs)
+}
+
+// forgetDeadEndpointsLocked drops endpoints whose kernel link is gone, as
+// reported by modes that can tell (dataplane.EndpointProber). Docker released
+// their addresses already; only weft's record outlived the container.
+func (d *Driver) forgetDeadEndpointsLocked(ctx context.Context) error {
+	var ops []store.Op
+	var errs []error
+	for id, r := range d.eps {
+		n := d.nets[r.Endpoint.NetworkID].Network
+		prober, ok := d.deps.Modes[n.Mode].(dataplane.EndpointProber)
+		if !ok {
+			continue
+		}
+		alive, err := prober.EndpointExists(ctx, n, r.Endpoint)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if !alive {
+			ops = append(ops, store.Delete(bucketEndpoints, id))
+		}
+	}
+	if len(ops) > 0 {
+		if err := d.deps.Store.Apply(ctx, ops...); err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		for _, op := range ops {
+			delete(d.eps, op.Key)
+		}
+		d.log.Info("forgot endpoints whose container is gone", "count", len(ops))
+	}
+	return errors.Join(errs...)
 }
 
 // reconcileLocked hands each mode its networks and endpoints so it can

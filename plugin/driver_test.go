@@ -3,6 +3,7 @@ package plugin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -33,6 +34,13 @@ func testLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard,
 // startDriver builds a started driver over st with a fresh fake mode.
 func startDriver(t testing.TB, st store.Store) (*Driver, *fakeMode) {
 	t.Helper()
+	m := newFakeMode()
+	return startDriverWith(t, st, m), m
+}
+
+// startDriverWith builds a started driver over st and m.
+func startDriverWith(t testing.TB, st store.Store, m *fakeMode) *Driver {
+	t.Helper()
 	d, err := NewDriver(testLogger(), ScopeLocal)
 	if err != nil {
 		t.Fatal(err)
@@ -41,12 +49,11 @@ func startDriver(t testing.TB, st store.Store) (*Driver, *fakeMode) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := newFakeMode()
 	deps := Deps{Store: st, IPAM: ipam.New(pools), Modes: map[dataplane.ModeName]dataplane.Mode{dataplane.Bridge: m}, Routes: fakeRoutes{netip.MustParsePrefix("10.208.0.0/24"), netip.MustParsePrefix("0.0.0.0/0")}}
 	if err := d.Start(context.Background(), deps); err != nil {
 		t.Fatal(err)
 	}
-	return d, m
+	return d
 }
 
 func createReq(id string, generic map[string]any) *network.CreateNetworkRequest {
@@ -119,6 +126,10 @@ func TestCreateNetworkConflictsAndModes(t *testing.T) {
 	err := d.CreateNetwork(ctx, createReq(other, map[string]any{optBridgeName: "br-same"}))
 	if err == nil || !strings.Contains(err.Error(), `"br-same" is already used`) {
 		t.Fatalf("bridge name clash: %v", err)
+	}
+	twin := testNetID[:12] + strings.Repeat("f", len(testNetID)-12)
+	if err := d.CreateNetwork(ctx, createReq(twin, nil)); err == nil || !strings.Contains(err.Error(), "same 12 characters") {
+		t.Fatalf("short-ID clash: %v", err)
 	}
 	err = d.CreateNetwork(ctx, createReq(other, map[string]any{optMode: "macvlan", optParent: "eth0"}))
 	if err == nil || !strings.Contains(err.Error(), "mode macvlan is not available") {
@@ -363,5 +374,34 @@ func TestFailedStartAnswersWithTheReason(t *testing.T) {
 	err = d.CreateNetwork(context.Background(), createReq(testNetID, nil))
 	if err == nil || !strings.Contains(err.Error(), "locked by another weft") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestStartForgetsDeadEndpoints: endpoints whose link vanished while weft
+// was down (their container's namespace was destroyed and dockerd never sent
+// DeleteEndpoint) are dropped at start; live ones are kept.
+func TestStartForgetsDeadEndpoints(t *testing.T) {
+	ctx := context.Background()
+	st := memstore.New()
+	d1, _ := startDriver(t, st)
+	if err := d1.CreateNetwork(ctx, createReq(testNetID, nil)); err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range []string{testEpID, testEpID2} {
+		if _, err := d1.CreateEndpoint(ctx, epReq(testNetID, id, fmt.Sprintf("10.1.0.%d/24", i+2), "")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := newFakeMode()
+	m.gone[testEpID] = true
+	startDriverWith(t, st, m)
+	if len(m.reconciledEps) != 1 || m.reconciledEps[0] != testEpID2 {
+		t.Fatalf("reconciled endpoints %v, want only the live one", m.reconciledEps)
+	}
+	if _, ok, _ := st.Get(ctx, bucketEndpoints, testEpID); ok {
+		t.Fatal("dead endpoint still in the store")
+	}
+	if _, ok, _ := st.Get(ctx, bucketEndpoints, testEpID2); !ok {
+		t.Fatal("live endpoint dropped")
 	}
 }

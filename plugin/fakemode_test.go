@@ -22,12 +22,17 @@ type fakeMode struct {
 	// reconciled records the last Reconcile input.
 	reconciledNets []string
 	reconciledEps  []string
+	// gone lists endpoints whose kernel link has disappeared.
+	gone map[string]bool
 }
 
-var _ dataplane.Mode = (*fakeMode)(nil)
+var (
+	_ dataplane.Mode           = (*fakeMode)(nil)
+	_ dataplane.EndpointProber = (*fakeMode)(nil)
+)
 
 func newFakeMode() *fakeMode {
-	return &fakeMode{nets: map[string]dataplane.Network{}, eps: map[string]dataplane.Endpoint{}, fail: map[string]error{}}
+	return &fakeMode{nets: map[string]dataplane.Network{}, eps: map[string]dataplane.Endpoint{}, fail: map[string]error{}, gone: map[string]bool{}}
 }
 
 func (f *fakeMode) record(call string) error {
@@ -125,4 +130,10 @@ func (f *fakeMode) Reconcile(_ context.Context, nets []dataplane.Network, eps []
 		f.eps[ep.ID] = ep
 	}
 	return f.record("Reconcile")
+}
+
+func (f *fakeMode) EndpointExists(_ context.Context, _ dataplane.Network, ep dataplane.Endpoint) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return !f.gone[ep.ID], nil
 }

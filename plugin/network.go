@@ -65,6 +65,12 @@ func (d *Driver) CreateNetwork(ctx context.Context, req *network.CreateNetworkRe
 func (d *Driver) checkConflictsLocked(n dataplane.Network) error {
 	for id, r := range d.nets {
 		o := r.Network
+		// Kernel objects and firewall rules carry the short ID; two networks
+		// sharing it would share rules. Docker's random IDs make this a
+		// one-in-2^48 event, but it must fail loudly rather than mix networks.
+		if dataplane.ShortID(id) == dataplane.ShortID(n.ID) {
+			return fmt.Errorf("network ID %s starts with the same 12 characters as weft network %s; remove and create the network again to get a new ID", n.ID, id)
+		}
 		if n.Mode == dataplane.Bridge && o.Mode == dataplane.Bridge && o.Bridge.Name == n.Bridge.Name {
 			return fmt.Errorf("%w: bridge name %q is already used by weft network %s", ErrInvalidOption, n.Bridge.Name, dataplane.ShortID(id))
 		}
