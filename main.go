@@ -20,6 +20,7 @@ import (
 	"github.com/weftnet/weft/dataplane"
 	"github.com/weftnet/weft/dataplane/bridge"
 	"github.com/weftnet/weft/dataplane/fw"
+	"github.com/weftnet/weft/dataplane/macvlan"
 	"github.com/weftnet/weft/dataplane/nl"
 	"github.com/weftnet/weft/ipam"
 	"github.com/weftnet/weft/plugin"
@@ -119,9 +120,12 @@ func start(ctx context.Context, d *plugin.Driver, st plugin.Settings, log *slog.
 		return closeDB, err
 	}
 	deps := plugin.Deps{
-		Store:  db,
-		IPAM:   ipam.New(st.DefaultPools),
-		Modes:  map[dataplane.ModeName]dataplane.Mode{dataplane.Bridge: bridge.New(h, firewall, log)},
+		Store: db,
+		IPAM:  ipam.New(st.DefaultPools),
+		Modes: map[dataplane.ModeName]dataplane.Mode{
+			dataplane.Bridge:  bridge.New(h, firewall, log),
+			dataplane.Macvlan: macvlan.New(h, log),
+		},
 		Routes: h,
 	}
 	return closeDB, d.Start(ctx, deps)

@@ -57,7 +57,7 @@ func (d *Driver) CreateNetwork(ctx context.Context, req *network.CreateNetworkRe
 		return err
 	}
 	d.nets[n.ID] = &networkRecord{Network: n}
-	d.log.Info("network created", "network", dataplane.ShortID(n.ID), "mode", n.Mode, "bridge", n.Bridge.Name)
+	d.log.Info("network created", "network", dataplane.ShortID(n.ID), "mode", n.Mode)
 	return nil
 }
 
