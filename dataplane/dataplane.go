@@ -48,7 +48,18 @@ type BridgeOptions struct {
 	// HostBindingIPv4 is the default address for published ports
 	// (com.docker.network.bridge.host_binding_ipv4); zero = all addresses.
 	HostBindingIPv4 netip.Addr `json:"host_binding_ipv4,omitempty"`
+	// GatewayModeIPv6 is how IPv6 egress leaves the network
+	// (com.docker.network.bridge.gateway_mode_ipv6): GatewayModeNAT (also
+	// "", the default) masquerades it when Masquerade is on;
+	// GatewayModeRouted routes it unchanged.
+	GatewayModeIPv6 string `json:"gateway_mode_ipv6,omitempty"`
 }
+
+// Gateway modes, under Docker's names.
+const (
+	GatewayModeNAT    = "nat"
+	GatewayModeRouted = "routed"
+)
 
 // MacvlanOptions are the macvlan-mode settings, under Docker's option names.
 type MacvlanOptions struct {

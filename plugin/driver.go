@@ -114,6 +114,8 @@ func (d *Driver) Start(ctx context.Context, deps Deps) error {
 		d.log.Error("checking endpoints failed", "err", err)
 	}
 	d.reconcileLocked(ctx)
+	// After the modes: published ports need their networks and endpoints.
+	d.reconcilePortsLocked(ctx)
 	d.log.Info("state loaded", "networks", len(d.nets), "endpoints", len(d.eps), "pools", len(deps.IPAM.Pools()))
 	return nil
 }

@@ -215,22 +215,35 @@ func (d *Driver) Leave(ctx context.Context, req *network.LeaveRequest) error {
 	return mode.Leave(ctx, n, ep)
 }
 
-// ProgramExternalConnectivity publishes ports. Port publishing is not in this
-// build yet: rather than leave `-p` silently dead, a request that carries port
-// bindings is refused with a message that says so.
+// ProgramExternalConnectivity publishes the container's ports (`docker run
+// -p`); Docker sends it to the endpoint that is the container's gateway. See
+// ports.go.
 func (d *Driver) ProgramExternalConnectivity(ctx context.Context, req *network.ProgramExternalConnectivityRequest) error {
 	if err := d.wait(ctx); err != nil {
 		return err
 	}
-	if pm, ok := req.Options[keyPortMap].([]any); ok && len(pm) > 0 {
-		return fmt.Errorf("weft does not publish ports yet (-p/--publish); remove the port bindings or publish through another network")
+	bindings, err := parsePortBindings(req.Options)
+	if err != nil {
+		return err
 	}
-	return nil
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.programPortsLocked(ctx, req.NetworkID, req.EndpointID, bindings)
 }
 
-// RevokeExternalConnectivity removes what ProgramExternalConnectivity added.
-func (d *Driver) RevokeExternalConnectivity(ctx context.Context, _ *network.RevokeExternalConnectivityRequest) error {
-	return d.wait(ctx)
+// RevokeExternalConnectivity removes exactly what ProgramExternalConnectivity
+// published; an endpoint without published ports has nothing to revoke.
+func (d *Driver) RevokeExternalConnectivity(ctx context.Context, req *network.RevokeExternalConnectivityRequest) error {
+	if err := d.wait(ctx); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	rec, err := d.getPortsLocked(ctx, req.EndpointID)
+	if err != nil || rec == nil {
+		return err
+	}
+	return d.revokePortsLocked(ctx, rec)
 }
 
 // DiscoverNew and DiscoverDelete carry swarm node events; weft's cluster

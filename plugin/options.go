@@ -20,6 +20,7 @@ const (
 	optEnableICC       = "com.docker.network.bridge.enable_icc"
 	optMasquerade      = "com.docker.network.bridge.enable_ip_masquerade"
 	optHostBindingIPv4 = "com.docker.network.bridge.host_binding_ipv4"
+	optGatewayModeIPv6 = "com.docker.network.bridge.gateway_mode_ipv6"
 	optParent          = "parent"
 	optMacvlanMode     = "macvlan_mode"
 	optVNI             = "vni"
@@ -43,7 +44,7 @@ func knownModes() []dataplane.ModeName {
 func modeOptions(m dataplane.ModeName) []string {
 	switch m {
 	case dataplane.Bridge:
-		return []string{optBridgeName, optEnableICC, optMasquerade, optHostBindingIPv4}
+		return []string{optBridgeName, optEnableICC, optMasquerade, optHostBindingIPv4, optGatewayModeIPv6}
 	case dataplane.Macvlan:
 		return []string{optParent, optMacvlanMode}
 	case dataplane.Vxlan:
@@ -271,6 +272,12 @@ func parseBridge(n *dataplane.Network, generic map[string]string) error {
 			return fmt.Errorf("%w: %s=%q: want an IPv4 address", ErrInvalidOption, optHostBindingIPv4, v)
 		}
 		b.HostBindingIPv4 = a
+	}
+	switch v := generic[optGatewayModeIPv6]; v {
+	case "", dataplane.GatewayModeNAT, dataplane.GatewayModeRouted:
+		b.GatewayModeIPv6 = v
+	default:
+		return fmt.Errorf("%w: %s=%q: use %s or %s", ErrInvalidOption, optGatewayModeIPv6, v, dataplane.GatewayModeNAT, dataplane.GatewayModeRouted)
 	}
 	if len(n.IPv4) == 0 && len(n.IPv6) == 0 {
 		return fmt.Errorf("%w: a bridge network needs a subnet; use the weft or default IPAM driver, not null", ErrInvalidOption)

@@ -42,6 +42,7 @@ func TestParseNetworkOptions(t *testing.T) {
 		keyGeneric: map[string]any{
 			optBridgeName: "mybr0", optMTU: "1400", optEnableICC: "false",
 			optMasquerade: "0", optHostBindingIPv4: "127.0.0.1",
+			optGatewayModeIPv6: "routed",
 		},
 		keyInternal: true, keyEnableIPv6: true,
 	}
@@ -57,6 +58,9 @@ func TestParseNetworkOptions(t *testing.T) {
 	}
 	if n.Bridge.HostBindingIPv4 != netip.MustParseAddr("127.0.0.1") {
 		t.Fatalf("host binding = %v", n.Bridge.HostBindingIPv4)
+	}
+	if n.Bridge.GatewayModeIPv6 != dataplane.GatewayModeRouted {
+		t.Fatalf("gateway_mode_ipv6 = %q", n.Bridge.GatewayModeIPv6)
 	}
 	if n.IPv4[0].Gateway != netip.MustParseAddr("10.1.0.254") || n.IPv6[0].Gateway != netip.MustParseAddr("fd00:1::1") {
 		t.Fatalf("gateways = %v %v", n.IPv4[0].Gateway, n.IPv6[0].Gateway)
@@ -79,6 +83,7 @@ func TestParseNetworkRefusals(t *testing.T) {
 		{"bridge name too long", map[string]any{optBridgeName: "averyverylongbridge"}, nil, []string{optBridgeName, "15 bytes"}},
 		{"bridge name with slash", map[string]any{optBridgeName: "a/b"}, nil, []string{optBridgeName, "'/'"}},
 		{"host binding not v4", map[string]any{optHostBindingIPv4: "::1"}, nil, []string{optHostBindingIPv4, "IPv4"}},
+		{"bad gateway mode", map[string]any{optGatewayModeIPv6: "nat-unprotected"}, nil, []string{optGatewayModeIPv6, "nat or routed"}},
 		{"bad macvlan mode", map[string]any{optMode: "macvlan", optMacvlanMode: "l2"}, nil, []string{optMacvlanMode, "passthru"}},
 		{"vlan id out of range", map[string]any{optMode: "macvlan", optParent: "eth0.4095"}, nil, []string{optParent, "1 and 4094"}},
 		{"vlan id not a number", map[string]any{optMode: "macvlan", optParent: "eth0.x"}, nil, []string{optParent, "VLAN"}},

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -25,9 +26,23 @@ type Mode struct {
 	fw            *fw.Firewall
 	log           *slog.Logger
 	dockerBridges []string
+
+	// ports are the published ports this process holds, by host socket.
+	ports map[portKey]*hostPort
+	// dial reaches containers for the userland proxy.
+	dial dialFunc
+	// listen opens a published port's host socket (listenPort; tests
+	// replace it).
+	listen func(proto dataplane.Proto, host, target netip.AddrPort) (proxy, error)
+	// forwarding reports whether the host forwards family (a sysctl weft
+	// reads but never writes); see portRules.
+	forwarding func(fw.Family) bool
 }
 
-var _ dataplane.Mode = (*Mode)(nil)
+var (
+	_ dataplane.Mode          = (*Mode)(nil)
+	_ dataplane.PortPublisher = (*Mode)(nil)
+)
 
 // Option configures New.
 type Option func(*Mode)
@@ -46,7 +61,13 @@ func New(h *nl.Handle, f *fw.Firewall, log *slog.Logger, opts ...Option) *Mode {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	m := &Mode{nl: h, fw: f, log: log.With("mode", string(dataplane.Bridge)), dockerBridges: DefaultDockerBridges()}
+	m := &Mode{
+		nl: h, fw: f, log: log.With("mode", string(dataplane.Bridge)), dockerBridges: DefaultDockerBridges(),
+		ports: map[portKey]*hostPort{}, dial: (&net.Dialer{}).DialContext, forwarding: hostForwards,
+	}
+	m.listen = func(proto dataplane.Proto, host, target netip.AddrPort) (proxy, error) {
+		return listenPort(proto, host, target, m.dial, m.log)
+	}
 	for _, o := range opts {
 		o(m)
 	}
@@ -203,7 +224,7 @@ func (m *Mode) ensureNetwork(n dataplane.Network, withBase bool) (err error) {
 		}
 	}()
 	if withBase {
-		for _, fam := range families(n) {
+		for _, fam := range m.families(n) {
 			u.add(func() error { return m.teardownIfIdle(fam) })
 			if err := m.ensureBase(fam); err != nil {
 				return err
@@ -255,7 +276,7 @@ func (m *Mode) DeleteNetwork(ctx context.Context, n dataplane.Network) error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, m.deleteRules(n))
-	for _, fam := range families(n) {
+	for _, fam := range m.families(n) {
 		errs = append(errs, m.teardownIfIdle(fam))
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -331,6 +352,9 @@ func (m *Mode) DeleteEndpoint(ctx context.Context, n dataplane.Network, ep datap
 	defer m.mu.Unlock()
 	if !validID.MatchString(ep.ID) {
 		return fmt.Errorf("invalid endpoint ID %q", ep.ID)
+	}
+	if err := m.unpublishEndpointLocked(n, ep.ID); err != nil {
+		return fmt.Errorf("endpoint %s: %w", dataplane.ShortID(ep.ID), err)
 	}
 	host, cont := VethNames(ep.ID)
 	for _, name := range []string{host, cont} {

@@ -29,12 +29,16 @@
 // the comment "weft:<12 ID chars>" (fw.Tag). Tables and chains (b = bridge):
 //
 //	filter FORWARD        1: -j WEFT-FORWARD           (kept at position 1)
+//	filter INPUT          1: -j WEFT-GUARD             (IPv6 only)
 //	filter WEFT-FORWARD   fixed, in this order:
+//	                      -j WEFT-GUARD                (IPv6 only)
 //	                      -j WEFT-ICC
 //	                      -j WEFT-ISOLATION-1
 //	                      -j WEFT-BRIDGE
 //	                      -j WEFT-PORTS
 //	                      -j WEFT-INGRESS
+//	WEFT-GUARD            -i b -p ipv6-icmp --icmpv6-type 134 -j DROP
+//	                      (router advertisements from containers)
 //	WEFT-ICC              -i b -o b -j ACCEPT|DROP     (enable_icc)
 //	WEFT-ISOLATION-1      -i b ! -o b -j WEFT-ISOLATION-2
 //	                      -i docker0 -o b -j DROP      (one per Docker bridge pattern)
@@ -45,18 +49,25 @@
 //	WEFT-BRIDGE           -i b -j ACCEPT               (egress; internal: -j DROP)
 //	                      -o b -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 //	                                                   (replies; not for internal)
-//	WEFT-PORTS            empty: port publishing adds its ACCEPTs for DNAT'd
-//	                      traffic here, ahead of the drop below
+//	WEFT-PORTS            one ACCEPT per published port (ports.go): DNAT'd
+//	                      connections to that host port only
 //	WEFT-INGRESS          -o b -j DROP                 (anything else into b)
 //	nat POSTROUTING       1: -j WEFT-POSTROUTING
+//	nat PREROUTING        1: -m addrtype --dst-type LOCAL -j WEFT-DNAT
+//	nat OUTPUT            1: ! -d 127.0.0.0/8 (::1) -m addrtype --dst-type LOCAL -j WEFT-DNAT
 //	nat WEFT-POSTROUTING  -s <pool> ! -o b -j MASQUERADE
-//	                      (enable_ip_masquerade and not internal; one per pool)
+//	                      (enable_ip_masquerade and not internal; one per pool;
+//	                      IPv6 pools not with gateway_mode_ipv6=routed)
+//	nat WEFT-DNAT         -i b -j RETURN               (inserted at the top)
+//	                      -i docker0 -j RETURN         (static, one per pattern)
+//	                      one DNAT per published port (appended)
 //
 // Why this shape:
 //
 //   - Traffic inside one bridge is decided first and only by WEFT-ICC, so
 //     nothing later (isolation, a user bridge name that matches "br-+") can
 //     interfere with it, and nothing earlier can accept it.
+//
 //   - Isolation comes before any ACCEPT: "egress from b is accepted" must not
 //     accept b → another weft bridge or b → docker0. Like Docker's
 //     DOCKER-ISOLATION-STAGE-1/2, stage 1 picks packets leaving a weft bridge
@@ -65,23 +76,53 @@
 //     stage 1 directly (sending them to stage 2 would also drop Docker-to-Docker
 //     traffic, which is Docker's business). Both directions are covered, and a
 //     new network adds O(1) rules.
+//
 //   - Every category lives in its own chain, and every per-network rule matches
 //     only its own bridge, so rules of different networks never depend on each
 //     other's order: a network is added by appending its ~7 rules and removed
 //     by deleting them; no chain is ever rewritten for a network change. Only
 //     the fixed WEFT-FORWARD skeleton is order-sensitive; it is rebuilt only if
 //     someone damaged it.
+//
 //   - --internal: WEFT-BRIDGE drops whatever leaves b for another interface,
 //     WEFT-INGRESS drops whatever enters it from one, there is no MASQUERADE
 //     rule and Join returns no gateway. Containers can still reach each other
 //     (per enable_icc) and the bridge's own address, as with Docker.
+//
 //   - The base jumps are inserted at position 1 and moved back there by
 //     Reconcile if dockerd inserted its own above them (delete, then insert:
 //     deleting by position could hit someone else's rule).
 //
-// IPv6: the same filter rules, plus MASQUERADE for IPv6 pools, are written
-// with ip6tables for networks with IPv6; such networks are refused when the
-// firewall has no IPv6 family.
+//   - Published ports (ports.go) are DNAT'd only for traffic that does not
+//     come from a bridge: WEFT-DNAT returns early for every weft and Docker
+//     bridge, so containers — the publishing one included (hairpin) — reach
+//     published ports through the userland proxy (proxy.go), which needs
+//     neither hairpin mode on the bridge ports nor a masquerade rule per
+//     port, and is not stopped by isolation. The RETURNs are inserted at the
+//     top and the DNATs appended, so the order holds without rewriting.
+//
+// # IPv6
+//
+// Every network gets the filter rules in ip6tables too, not only networks
+// with IPv6: a container of an IPv4-only network still has an IPv6
+// link-local address, and br_netfilter passes bridged IPv6 through
+// ip6tables FORWARD, whose policy dockerd 20.10 leaves at ACCEPT. Without
+// them, enable_icc=false and isolation would not hold for IPv6. WEFT-GUARD
+// drops router advertisements sent by containers (CVE-2020-13401): they reach
+// neither the other containers (FORWARD) nor the host (INPUT), so no
+// container can become anyone's router. Networks with IPv6 also get
+// MASQUERADE for their IPv6 pools (unless gateway_mode_ipv6=routed) and are
+// refused when the firewall has no IPv6 family. None of this depends on a
+// sysctl: inside a managed plugin /proc/sys is read-only, and a container
+// interface's sysctls are reset when dockerd moves it into the container.
+//
+// Duplicate address detection is not on the attach path: dockerd adds
+// container addresses with IFA_F_NODAD, and nothing in weft waits for the
+// gateway address. The bridge's IPv6 gateway itself is still tentative for
+// about two seconds after the first container attaches (the bridge has no
+// carrier before), during which containers' IPv6 traffic beyond their
+// network is not answered; adding it with IFA_F_NODAD (dataplane/nl) would
+// remove that window.
 //
 // When the last weft network is deleted (no per-network rule left in any weft
 // chain), the WEFT-* chains and the base jumps are removed too, so a host that

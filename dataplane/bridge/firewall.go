@@ -13,20 +13,20 @@ import (
 func (m *Mode) ensureBase(family fw.Family) error {
 	// Chains that others jump to come first: iptables refuses a jump to a
 	// chain that does not exist.
-	for _, c := range perNetworkChains {
+	for _, c := range perNetworkChains(family) {
 		if err := m.fw.EnsureChain(family, c.table, c.name); err != nil {
 			return err
 		}
 	}
 	for _, r := range staticRules(m.dockerBridges) {
-		if _, err := m.fw.EnsureRule(family, r); err != nil {
+		if _, err := m.ensureRule(family, r); err != nil {
 			return err
 		}
 	}
-	if err := m.fw.EnsureSequence(family, fw.Filter, ChainForward, skeleton()); err != nil {
+	if err := m.fw.EnsureSequence(family, fw.Filter, ChainForward, skeleton(family)); err != nil {
 		return err
 	}
-	for _, r := range baseJumps() {
+	for _, r := range baseJumps(family) {
 		if err := m.fw.EnsureFirst(family, r); err != nil {
 			return err
 		}
@@ -49,7 +49,7 @@ func (m *Mode) ensureBase(family fw.Family) error {
 // (or do not exist): no network uses them any more.
 func (m *Mode) idle(family fw.Family) (bool, error) {
 	// WEFT-ICC has one rule per network: the cheap common answer first.
-	order := append([]chainRef{{fw.Filter, ChainICC}}, perNetworkChains...)
+	order := append([]chainRef{{fw.Filter, ChainICC}}, perNetworkChains(family)...)
 	for _, c := range order {
 		rules, err := m.fw.Rules(family, c.table, c.name)
 		if fw.IsNotExist(err) {
@@ -78,7 +78,7 @@ func (m *Mode) teardownIfIdle(family fw.Family) error {
 		return err
 	}
 	errs := []error{m.fw.DeleteRule(family, dockerUserJump())}
-	for _, r := range baseJumps() {
+	for _, r := range baseJumps(family) {
 		errs = append(errs, m.fw.DeleteRule(family, r))
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -89,7 +89,7 @@ func (m *Mode) teardownIfIdle(family fw.Family) error {
 	if err := m.fw.DeleteChain(family, fw.Filter, ChainForward); err != nil {
 		return err
 	}
-	for _, c := range perNetworkChains {
+	for _, c := range perNetworkChains(family) {
 		if err := m.fw.DeleteChain(family, c.table, c.name); err != nil {
 			return err
 		}
@@ -98,12 +98,21 @@ func (m *Mode) teardownIfIdle(family fw.Family) error {
 	return nil
 }
 
+// ensureRule adds r if its chain does not hold it: appended, or inserted at
+// the top for the rules that must precede others (atTop).
+func (m *Mode) ensureRule(family fw.Family, r fw.Rule) (bool, error) {
+	if atTop(r) {
+		return m.fw.EnsureInserted(family, r)
+	}
+	return m.fw.EnsureRule(family, r)
+}
+
 // ensureRules adds n's rules in every family it needs; undo collects the
 // removal of each rule this call added.
 func (m *Mode) ensureRules(n dataplane.Network, u *undo) error {
-	for _, fam := range families(n) {
+	for _, fam := range m.families(n) {
 		for _, r := range networkRules(n, fam, m.dockerBridges) {
-			added, err := m.fw.EnsureRule(fam, r)
+			added, err := m.ensureRule(fam, r)
 			if err != nil {
 				return err
 			}
@@ -118,7 +127,7 @@ func (m *Mode) ensureRules(n dataplane.Network, u *undo) error {
 // deleteRules removes n's rules from every family n has (missing is fine).
 func (m *Mode) deleteRules(n dataplane.Network) error {
 	var errs []error
-	for _, fam := range families(n) {
+	for _, fam := range m.families(n) {
 		if !m.fw.Has(fam) {
 			continue
 		}
@@ -132,11 +141,12 @@ func (m *Mode) deleteRules(n dataplane.Network) error {
 // sweepRules deletes, in family's per-network chains, tagged rules of networks
 // not in known and rules of known networks that networkRules no longer makes
 // (want holds those, rendered). Rules without a weft tag, and rules of
-// networks in unmanaged (known but invalid), are left alone. WEFT-PORTS is
-// owned by port publishing: there only unknown networks' rules go.
+// networks in unmanaged (known but invalid), are left alone. Published
+// ports' rules (isPortRule) belong to port publishing (ReconcilePorts): here
+// only those of unknown networks go.
 func (m *Mode) sweepRules(family fw.Family, known, unmanaged map[string]bool, want map[string]bool) error {
 	var errs []error
-	for _, c := range perNetworkChains {
+	for _, c := range perNetworkChains(family) {
 		rules, err := m.fw.Rules(family, c.table, c.name)
 		if fw.IsNotExist(err) {
 			continue
@@ -153,7 +163,7 @@ func (m *Mode) sweepRules(family fw.Family, known, unmanaged map[string]bool, wa
 			}
 			r := fw.Rule{Table: c.table, Chain: c.name, Spec: spec}
 			key := r.String()
-			stale := !known[id] || (c.name != ChainPorts && !want[key])
+			stale := !known[id] || (!isPortRule(c, spec) && !want[key])
 			switch {
 			case stale:
 				m.log.Info("removing stale weft rule", "family", family, "rule", key)
@@ -163,7 +173,7 @@ func (m *Mode) sweepRules(family fw.Family, known, unmanaged map[string]bool, wa
 				// copies and add it back once.
 				m.log.Info("removing duplicate weft rule", "family", family, "rule", key)
 				errs = append(errs, m.fw.DeleteRule(family, r))
-				if _, err := m.fw.EnsureRule(family, r); err != nil {
+				if _, err := m.ensureRule(family, r); err != nil {
 					errs = append(errs, err)
 				}
 			}

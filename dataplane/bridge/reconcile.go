@@ -167,7 +167,7 @@ func (m *Mode) reconcileRules(valid []dataplane.Network, known, unmanaged map[st
 	for _, fam := range m.firewallFamilies() {
 		want := map[string]bool{}
 		for _, n := range valid {
-			if slices.Contains(families(n), fam) {
+			if slices.Contains(m.families(n), fam) {
 				used[fam] = true
 				for _, r := range networkRules(n, fam, m.dockerBridges) {
 					want[r.String()] = true

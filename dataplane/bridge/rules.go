@@ -20,6 +20,14 @@ const (
 	// traffic into a bridge (tagged with fw.Tag like every per-network rule);
 	// it is traversed after isolation and before WEFT-INGRESS drops the rest.
 	ChainPorts = "WEFT-PORTS"
+	// ChainDNAT (nat table) holds the DNAT rules of published ports, after
+	// RETURNs for traffic that comes from a bridge (weft's or Docker's):
+	// containers reach published ports through the userland proxy instead.
+	ChainDNAT = "WEFT-DNAT"
+	// ChainGuard (filter, IPv6 only) drops what no container may send to
+	// anyone, the host included: router advertisements. It is jumped to from
+	// INPUT and first thing in WEFT-FORWARD.
+	ChainGuard = "WEFT-GUARD"
 )
 
 // DefaultDockerBridges returns the names (iptables interface patterns) of
@@ -30,34 +38,64 @@ func DefaultDockerBridges() []string { return []string{"docker0", "br-+", "docke
 // chainRef is a chain in a table.
 type chainRef struct{ table, name string }
 
-// perNetworkChains hold per-network (tagged) rules; Reconcile sweeps them.
-var perNetworkChains = []chainRef{
-	{fw.Filter, ChainICC},
-	{fw.Filter, ChainIsolation1},
-	{fw.Filter, ChainIsolation2},
-	{fw.Filter, ChainBridge},
-	{fw.Filter, ChainPorts},
-	{fw.Filter, ChainIngress},
-	{fw.NAT, ChainPostrouting},
+// perNetworkChains hold per-network (tagged) rules of family; Reconcile
+// sweeps them.
+func perNetworkChains(family fw.Family) []chainRef {
+	cs := []chainRef{
+		{fw.Filter, ChainICC},
+		{fw.Filter, ChainIsolation1},
+		{fw.Filter, ChainIsolation2},
+		{fw.Filter, ChainBridge},
+		{fw.Filter, ChainPorts},
+		{fw.Filter, ChainIngress},
+		{fw.NAT, ChainPostrouting},
+		{fw.NAT, ChainDNAT},
+	}
+	if family == fw.IPv6 {
+		cs = append(cs, chainRef{fw.Filter, ChainGuard})
+	}
+	return cs
 }
 
-// skeleton is WEFT-FORWARD, in order.
-func skeleton() [][]string {
-	return [][]string{
-		{"-j", ChainICC},
-		{"-j", ChainIsolation1},
-		{"-j", ChainBridge},
-		{"-j", ChainPorts},
-		{"-j", ChainIngress},
+// skeleton is WEFT-FORWARD of family, in order.
+func skeleton(family fw.Family) [][]string {
+	var s [][]string
+	if family == fw.IPv6 {
+		s = append(s, []string{"-j", ChainGuard})
 	}
+	return append(s,
+		[]string{"-j", ChainICC},
+		[]string{"-j", ChainIsolation1},
+		[]string{"-j", ChainBridge},
+		[]string{"-j", ChainPorts},
+		[]string{"-j", ChainIngress},
+	)
+}
+
+// loopback is family's loopback subnet.
+func loopback(family fw.Family) string {
+	if family == fw.IPv6 {
+		return "::1/128"
+	}
+	return "127.0.0.0/8"
 }
 
 // baseJumps are the jumps from the kernel's chains into weft's, kept first.
-func baseJumps() []fw.Rule {
-	return []fw.Rule{
+// Published ports are DNAT'd for packets to a local address, arriving
+// (PREROUTING) or sent by the host itself (OUTPUT) — except to loopback,
+// which the kernel will not route to a bridge without route_localnet (a
+// sysctl weft cannot set): the userland proxy answers there.
+func baseJumps(family fw.Family) []fw.Rule {
+	rs := []fw.Rule{
 		{Table: fw.Filter, Chain: "FORWARD", Spec: []string{"-j", ChainForward}},
 		{Table: fw.NAT, Chain: "POSTROUTING", Spec: []string{"-j", ChainPostrouting}},
+		{Table: fw.NAT, Chain: "PREROUTING", Spec: []string{"-m", "addrtype", "--dst-type", "LOCAL", "-j", ChainDNAT}},
+		{Table: fw.NAT, Chain: "OUTPUT", Spec: []string{"!", "-d", loopback(family), "-m", "addrtype", "--dst-type", "LOCAL", "-j", ChainDNAT}},
 	}
+	if family == fw.IPv6 {
+		rs = append(rs, fw.Rule{Table: fw.Filter, Chain: "INPUT", Spec: []string{"-j", ChainGuard}})
+	}
+	return rs
 }
 
 // ChainDockerUser is Docker's chain for rules that must run before Docker's
@@ -73,13 +111,39 @@ func dockerUserJump() fw.Rule {
 }
 
 // staticRules are the untagged rules of per-network chains that exist for as
-// long as the chains do: stage-2 drops into Docker's bridges.
+// long as the chains do: stage-2 drops into Docker's bridges, and no DNAT for
+// traffic from Docker's bridges (as from weft's: see networkRules).
 func staticRules(dockerBridges []string) []fw.Rule {
 	var rs []fw.Rule
 	for _, d := range dockerBridges {
 		rs = append(rs, fw.Rule{Table: fw.Filter, Chain: ChainIsolation2, Spec: []string{"-o", d, "-j", "DROP"}})
 	}
+	for _, d := range dockerBridges {
+		rs = append(rs, fw.Rule{Table: fw.NAT, Chain: ChainDNAT, Spec: []string{"-i", d, "-j", "RETURN"}})
+	}
 	return rs
+}
+
+// atTop reports whether r must be inserted above the rules already in its
+// chain rather than appended: WEFT-DNAT's RETURNs precede every DNAT.
+func atTop(r fw.Rule) bool {
+	return r.Table == fw.NAT && r.Chain == ChainDNAT && target(r.Spec) == "RETURN"
+}
+
+// target is a spec's -j target ("" if none).
+func target(spec []string) string {
+	for i := len(spec) - 2; i >= 0; i-- {
+		if spec[i] == "-j" {
+			return spec[i+1]
+		}
+	}
+	return ""
+}
+
+// isPortRule reports whether a rule in chain c belongs to a published port
+// (managed by Publish/Unpublish/ReconcilePorts, not by the network).
+func isPortRule(c chainRef, spec []string) bool {
+	return c.name == ChainPorts || (c.name == ChainDNAT && target(spec) == "DNAT")
 }
 
 // isStatic reports whether spec in chain is one of the static rules.
@@ -93,9 +157,14 @@ func isStatic(c chainRef, spec []string, dockerBridges []string) bool {
 }
 
 // families are the address families n needs firewall rules in: IPv4 always
-// (isolation must hold whatever the containers send), IPv6 when n has IPv6.
-func families(n dataplane.Network) []fw.Family {
-	if hasIPv6(n) {
+// (isolation must hold whatever the containers send), and IPv6 whenever the
+// firewall has it — on an IPv4-only network too, because bridged IPv6
+// (link-local addresses need no configuration) passes ip6tables through
+// br_netfilter: without the IPv6 rules, enable_icc=false and isolation would
+// not hold for IPv6, and containers could send router advertisements.
+// (validateNetwork refuses IPv6 networks without an IPv6 firewall.)
+func (m *Mode) families(n dataplane.Network) []fw.Family {
+	if hasIPv6(n) || m.fw.Has(fw.IPv6) {
 		return []fw.Family{fw.IPv4, fw.IPv6}
 	}
 	return []fw.Family{fw.IPv4}
@@ -141,7 +210,7 @@ func networkRules(n dataplane.Network, family fw.Family, dockerBridges []string)
 		)
 	}
 	rs = append(rs, rule(fw.Filter, ChainIngress, []string{"-o", b}, jump("DROP")))
-	if n.Bridge.Masquerade && !n.Internal {
+	if masquerades(n, family) {
 		subnets := n.IPv4
 		if family == fw.IPv6 {
 			subnets = n.IPv6
@@ -150,5 +219,25 @@ func networkRules(n dataplane.Network, family fw.Family, dockerBridges []string)
 			rs = append(rs, rule(fw.NAT, ChainPostrouting, []string{"-s", s.Pool.Masked().String(), "!", "-o", b}, jump("MASQUERADE")))
 		}
 	}
+	// Containers reach published ports (their own included: hairpin)
+	// through the userland proxy, not DNAT: DNAT'd back into b, a packet
+	// would need hairpin mode on the bridge port and masquerading, and
+	// DNAT'd into another bridge, isolation would drop it.
+	rs = append(rs, rule(fw.NAT, ChainDNAT, []string{"-i", b}, jump("RETURN")))
+	if family == fw.IPv6 {
+		// CVE-2020-13401: a container's router advertisement must reach
+		// neither the other containers nor the host.
+		rs = append(rs, rule(fw.Filter, ChainGuard, []string{"-i", b, "-p", "ipv6-icmp", "-m", "icmp6", "--icmpv6-type", "134"}, jump("DROP")))
+	}
 	return rs
+}
+
+// masquerades reports whether n's egress in family is masqueraded:
+// enable_ip_masquerade (default true), not internal, and for IPv6 not
+// gateway_mode_ipv6=routed.
+func masquerades(n dataplane.Network, family fw.Family) bool {
+	if !n.Bridge.Masquerade || n.Internal {
+		return false
+	}
+	return family == fw.IPv4 || n.Bridge.GatewayModeIPv6 != dataplane.GatewayModeRouted
 }

@@ -322,6 +322,29 @@ func (f *Firewall) EnsureRule(family Family, r Rule) (added bool, err error) {
 	return true, nil
 }
 
+// EnsureInserted inserts r at the top of its chain unless the chain already
+// holds it (anywhere); it reports whether it added the rule. It is for rules
+// that must precede everything appended later (RETURNs ahead of a chain's
+// per-item rules), without moving anyone else's rules.
+func (f *Firewall) EnsureInserted(family Family, r Rule) (added bool, err error) {
+	t, err := f.t(family)
+	if err != nil {
+		return false, err
+	}
+	ok, err := t.Exists(r.Table, r.Chain, r.Spec...)
+	if err != nil {
+		return false, fmt.Errorf("checking %s rule %s: %w", family, r, err)
+	}
+	if ok {
+		return false, nil
+	}
+	if err := t.Insert(r.Table, r.Chain, 1, r.Spec...); err != nil {
+		return false, fmt.Errorf("inserting %s rule %s: %w", family, r, err)
+	}
+	f.log.Debug("inserted rule", "family", family, "rule", r.String())
+	return true, nil
+}
+
 // DeleteRule removes every copy of r; a missing rule or chain is fine.
 func (f *Firewall) DeleteRule(family Family, r Rule) error {
 	t, err := f.t(family)

@@ -155,3 +155,25 @@ func TestFailHook(t *testing.T) {
 		t.Fatalf("EnsureChain = %v, want the injected failure", err)
 	}
 }
+
+func TestEnsureInserted(t *testing.T) {
+	f := NewFake()
+	fw := NewWithTables(nil, f, nil)
+	if err := fw.EnsureChain(IPv4, NAT, "WEFT-D"); err != nil {
+		t.Fatal(err)
+	}
+	item := Rule{Table: NAT, Chain: "WEFT-D", Spec: []string{"-p", "tcp", "-j", "ACCEPT"}}
+	ret := Rule{Table: NAT, Chain: "WEFT-D", Spec: []string{"-i", "b", "-j", "RETURN"}}
+	if _, err := fw.EnsureRule(IPv4, item); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []bool{true, false} {
+		if added, err := fw.EnsureInserted(IPv4, ret); err != nil || added != want {
+			t.Fatalf("EnsureInserted #%d = %v, %v; want %v", i+1, added, err, want)
+		}
+	}
+	got, _ := fw.Rules(IPv4, NAT, "WEFT-D")
+	if want := [][]string{ret.Spec, item.Spec}; !slices.EqualFunc(got, want, slices.Equal) {
+		t.Fatalf("chain = %q, want %q", got, want)
+	}
+}
