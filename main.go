@@ -114,7 +114,19 @@ func start(ctx context.Context, d *plugin.Driver, st plugin.Settings, log *slog.
 		d.Fail(err)
 		return closeDB, err
 	}
-	firewall, err := fw.New(log)
+	// Rules must go where dockerd writes its own: an ACCEPT in the nft
+	// tables does nothing against dockerd's FORWARD DROP in the legacy ones.
+	backend := fw.DetectBackend(ctx)
+	name := backend.Name
+	if name == "" {
+		name = "unknown"
+	}
+	if backend.FromDocker {
+		log.Info("iptables back-end: "+name, "programs", backend.IPv4+" "+backend.IPv6, "why", backend.Reason)
+	} else {
+		log.Warn("iptables back-end: "+name+" (dockerd's own chains not found, so this is a guess)", "programs", backend.IPv4+" "+backend.IPv6, "why", backend.Reason)
+	}
+	firewall, err := fw.New(log, backend.Option())
 	if err != nil {
 		d.Fail(err)
 		return closeDB, err

@@ -1,0 +1,784 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+)
+
+// The managed plugin's end-to-end set-up (managed_test.go has the tests):
+//
+//   - a registry: Debian's docker-registry on 127.0.0.1:5000 of the test's
+//     own (root) network namespace, storing under WEFT_E2E_DIR/registry;
+//   - a builder: a dockerd in the root network namespace (so that the
+//     Dockerfile's apt-get and `go mod download` reach the package
+//     registries) with its networking off (--bridge none, --iptables=false,
+//     --ip-forward=false: it changes nothing in the machine's network) and a
+//     private mount namespace. scripts/build-plugin.sh builds the plugin into
+//     it, pushes it to the registry and the local copy is removed; the
+//     builder is stopped once both tags are pushed;
+//   - managed hosts: like the legacy hosts (own network namespace, exec-root,
+//     data-root, state directory), but with no weft process: the plugin is
+//     installed from the registry with `docker plugin install`. A host's
+//     dockerd has its own loopback, so a forwarder (a socket the test opens
+//     inside the host's namespace) carries the host's 127.0.0.1:5000 to the
+//     registry's.
+//
+// The plugin writes to dockerd's log (lines with plugin=<id>), so a managed
+// host's weft log is its dockerd.log.
+
+const (
+	registryAddr = "127.0.0.1:5000"
+	// managedRepo is the plugin's repository in the registry; the tags are
+	// two builds that differ in their compiled-in version.
+	managedRepo = registryAddr + "/weft"
+	managedTag1 = "e2e1"
+	managedTag2 = "e2e2"
+)
+
+// managedRef is the registry reference of a tag.
+func managedRef(tag string) string { return managedRepo + ":" + tag }
+
+// ---- registry
+
+// registry is a docker-registry process the test started.
+type registry struct{ p *proc }
+
+// startRegistry starts the registry on 127.0.0.1:5000 with storage under
+// WEFT_E2E_DIR/registry (kept for the whole run, so what the builder pushed
+// is there for every test) and stops it when the test ends.
+func startRegistry(t *testing.T) *registry {
+	t.Helper()
+	requireSuite(t)
+	r, err := runRegistry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := r.p.stop(10 * time.Second); err != nil {
+			t.Errorf("stopping the registry: %v", err)
+		}
+	})
+	return r
+}
+
+func runRegistry() (*registry, error) {
+	dir := filepath.Join(cfg.dir, "registry")
+	if err := os.MkdirAll(filepath.Join(dir, "storage"), 0o755); err != nil {
+		return nil, err
+	}
+	bin, err := exec.LookPath("docker-registry")
+	if err != nil {
+		return nil, fmt.Errorf("docker-registry not found (apt-get install -y docker-registry): %w", err)
+	}
+	if c, err := net.DialTimeout("tcp", registryAddr, time.Second); err == nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("something already listens on %s; the test registry needs it", registryAddr)
+	}
+	conf := fmt.Sprintf(`version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: %s
+  delete:
+    enabled: true
+http:
+  addr: %s
+  secret: weft-e2e
+health:
+  storagedriver:
+    enabled: false
+`, filepath.Join(dir, "storage"), registryAddr)
+	confPath := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	p, err := startProc("registry", filepath.Join(dir, "registry.log"), filepath.Join(dir, "registry.pid"), bin, "serve", confPath)
+	if err != nil {
+		return nil, err
+	}
+	r := &registry{p: p}
+	client := &http.Client{Timeout: 2 * time.Second}
+	err = poll(20*time.Second, func() error {
+		if !p.alive() {
+			return retryStop(fmt.Errorf("registry: %w: %s", p.exitErr(), tailFrom(p.log, 0, 20)))
+		}
+		resp, err := client.Get("http://" + registryAddr + "/v2/")
+		if err != nil {
+			return err
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("registry /v2/: %s", resp.Status)
+		}
+		return nil
+	})
+	if err != nil {
+		_ = p.stop(5 * time.Second)
+		return nil, err
+	}
+	return r, nil
+}
+
+// ---- builder
+
+// built is the result of building and pushing the plugin, once per run.
+var built struct {
+	once sync.Once
+	err  error
+	// log says what the build did (sizes, timings), for the first test.
+	log []string
+}
+
+// requireManagedPlugin builds the plugin and pushes both tags to the
+// registry, once per run; later calls return at once. The registry must be
+// running (startRegistry).
+func requireManagedPlugin(t *testing.T) {
+	t.Helper()
+	requireSuite(t)
+	built.once.Do(func() { built.log, built.err = buildAndPush() })
+	for _, l := range built.log {
+		t.Log(l)
+	}
+	built.log = nil
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+}
+
+func buildAndPush() (log []string, err error) {
+	dir := filepath.Join(cfg.dir, "builder")
+	for _, d := range []string{"data", "exec"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	sock := filepath.Join(dir, "docker.sock")
+	conf := fmt.Sprintf(`{"live-restore": false, "deprecated-key-path": %q, "bridge": "none", "iptables": false, "ip6tables": false, "ip-forward": false, "ip-masq": false}`+"\n",
+		filepath.Join(dir, "key.json"))
+	if err := os.WriteFile(filepath.Join(dir, "daemon.json"), []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	// dockerd itself is the process that stays (exec), so the pidfile and
+	// its command line (which names WEFT_E2E_DIR) let a later run's stale
+	// clean-up find it. Private tmpfs mounts keep its plugin directory and
+	// containerd directory off the machine's.
+	script := `mount -t tmpfs -o mode=755 weft-e2e /run/docker/plugins && ` +
+		`mount -t tmpfs -o mode=755 weft-e2e /run/containerd && exec "$@"`
+	argv := []string{"unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh",
+		cfg.dockerd,
+		"--config-file", filepath.Join(dir, "daemon.json"),
+		"--data-root", filepath.Join(dir, "data"),
+		"--exec-root", filepath.Join(dir, "exec"),
+		"--pidfile", filepath.Join(dir, "dockerd.pid"),
+		"-H", "unix://" + sock,
+		"--cgroup-parent", "/" + nsPrefix + "builder",
+	}
+	p, err := startProc("builder dockerd", filepath.Join(dir, "dockerd.log"), filepath.Join(dir, "builder.pid"), argv...)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if serr := p.stop(60 * time.Second); serr != nil && err == nil {
+			err = fmt.Errorf("stopping the builder: %w", serr)
+		}
+		if cerr := removeCgroups(nsPrefix + "builder"); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	b := &Host{Name: "builder", Dir: dir, Sock: sock}
+	client := b.dockerHTTP()
+	err = poll(60*time.Second, func() error {
+		if !p.alive() {
+			return retryStop(fmt.Errorf("builder dockerd: %w; last lines of %s:\n%s", p.exitErr(), p.log, tailFrom(p.log, 0, 30)))
+		}
+		resp, err := client.Get("http://docker/_ping")
+		if err != nil {
+			return err
+		}
+		_ = resp.Body.Close()
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	for _, tag := range []string{managedTag1, managedTag2} {
+		ref := managedRef(tag)
+		start := time.Now()
+		out, err := b.buildPlugin(ref, "--version", tag, "--push")
+		if err != nil {
+			return log, err
+		}
+		log = append(log, fmt.Sprintf("built and pushed %s in %s:\n%s", ref, time.Since(start).Round(time.Second), out))
+		// The local copy goes: every host installs from the registry.
+		ctx, cancel := context.WithTimeout(context.Background(), dockerTimeout)
+		_, err = b.docker(ctx, "plugin", "rm", ref)
+		cancel()
+		if err != nil {
+			return log, err
+		}
+	}
+	return log, nil
+}
+
+// buildPlugin runs scripts/build-plugin.sh against the host's dockerd and
+// returns what it printed.
+func (h *Host) buildPlugin(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "../../scripts/build-plugin.sh", args...)
+	cmd.Env = append(dockerEnv(), "DOCKER_HOST=unix://"+h.Sock, "DOCKER="+cfg.docker)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("scripts/build-plugin.sh %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// ---- managed hosts
+
+// managedHostOptions tune newManagedHost.
+type managedHostOptions struct {
+	// tag to install (default managedTag1); "" with noInstall.
+	tag string
+	// settings passed to docker plugin install (KEY=VALUE), besides
+	// state.source, which is always the host's own state directory.
+	settings []string
+	// noInstall leaves the plugin out (the test installs it).
+	noInstall bool
+	// dockerdEnv is added to dockerd's environment (e.g. a PATH whose
+	// iptables is the legacy one).
+	dockerdEnv []string
+}
+
+// newManagedHost gives the test a host with the managed plugin installed
+// from the registry (which must be running), torn down when the test ends.
+func newManagedHost(t *testing.T, name string, opt managedHostOptions) *Host {
+	t.Helper()
+	requireManagedPlugin(t)
+	if opt.tag == "" {
+		opt.tag = managedTag1
+	}
+	mp := &managedPlugin{ref: managedRef(opt.tag)}
+	h := &Host{Name: name, NetNS: nsPrefix + name, Dir: filepath.Join(cfg.dir, name), plugin: mp}
+	h.Sock = filepath.Join(h.Dir, "docker.sock")
+	t.Cleanup(func() {
+		if err := h.close(); err != nil {
+			t.Errorf("tearing down host %s: %v", name, err)
+		}
+		if mp.fwd != nil {
+			_ = mp.fwd.Close()
+		}
+	})
+	if err := mp.setUp(h, opt.dockerdEnv); err != nil {
+		t.Fatalf("starting host %s: %v", name, err)
+	}
+	h.dumpLogsOnFailure(t)
+	if !opt.noInstall {
+		mp.Install(t, h, opt.settings...)
+	}
+	return h
+}
+
+// managedPlugin is weft installed as a managed plugin into the host's
+// dockerd. It implements the suite's plugin interface.
+type managedPlugin struct {
+	ref      string // the name it was installed under (= driver name)
+	stateDir string // the host directory mounted as weft's state directory
+	fwd      io.Closer
+}
+
+func (m *managedPlugin) driver() string { return m.ref }
+
+// setUp makes the host: namespace, holder, forwarder, dockerd, test image.
+func (m *managedPlugin) setUp(h *Host, dockerdEnv []string) error {
+	m.stateDir = filepath.Join(h.Dir, "plugin-state")
+	for _, d := range []string{"data", "exec"} {
+		if err := os.MkdirAll(filepath.Join(h.Dir, d), 0o755); err != nil {
+			return err
+		}
+	}
+	for _, d := range []string{"/run/docker/plugins", "/run/containerd"} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	if _, err := runT(10*time.Second, "ip", "netns", "add", h.NetNS); err != nil {
+		return err
+	}
+	if _, err := h.ns("ip", "link", "set", "lo", "up"); err != nil {
+		return err
+	}
+	if err := h.startHolder(); err != nil {
+		return err
+	}
+	fwd, err := forwardLoopback("/var/run/netns/"+h.NetNS, registryAddr)
+	if err != nil {
+		return fmt.Errorf("forwarding the host's %s to the registry: %w", registryAddr, err)
+	}
+	m.fwd = fwd
+	if err := h.startDockerdEnv(dockerdEnv); err != nil {
+		return err
+	}
+	if _, err := runT(2*time.Minute, "../image/mkimage.sh", "-H", "unix://"+h.Sock, testImage); err != nil {
+		return fmt.Errorf("importing the test image: %w", err)
+	}
+	return nil
+}
+
+// startDockerdEnv is startDockerd with variables added to dockerd's
+// environment (through env(1), after nsenter).
+func (h *Host) startDockerdEnv(extra []string) error {
+	if len(extra) == 0 {
+		return h.startDockerd()
+	}
+	conf := fmt.Sprintf(`{"live-restore": false, "deprecated-key-path": %q}`+"\n", filepath.Join(h.Dir, "key.json"))
+	if err := os.WriteFile(filepath.Join(h.Dir, "daemon.json"), []byte(conf), 0o644); err != nil {
+		return err
+	}
+	argv := h.dockerdArgv()
+	i := slices.Index(argv, cfg.dockerd)
+	argv = slices.Concat(argv[:i], []string{"env"}, extra, argv[i:])
+	p, err := startProc("dockerd", filepath.Join(h.Dir, "dockerd.log"), "", argv...)
+	if err != nil {
+		return err
+	}
+	h.dockerd = p
+	client := h.dockerHTTP()
+	return poll(60*time.Second, func() error {
+		if !p.alive() {
+			return retryStop(fmt.Errorf("dockerd: %w; last lines of %s:\n%s", p.exitErr(), p.log, tailFrom(p.log, 0, 30)))
+		}
+		resp, err := client.Get("http://docker/_ping")
+		if err != nil {
+			return err
+		}
+		_ = resp.Body.Close()
+		return nil
+	})
+}
+
+// Install runs docker plugin install from the registry with the given
+// settings plus state.source (the host directory is made first: dockerd does
+// not create a missing bind-mount source), and waits until the plugin
+// answers.
+func (m *managedPlugin) Install(t testing.TB, h *Host, settings ...string) {
+	t.Helper()
+	if err := os.MkdirAll(m.stateDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"plugin", "install", "--grant-all-permissions", m.ref, "state.source=" + m.stateDir}, settings...)
+	start := time.Now()
+	h.Docker(t, args...)
+	t.Logf("host %s: docker plugin install %s took %s", h.Name, m.ref, time.Since(start).Round(10*time.Millisecond))
+	if err := m.waitReady(h); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (m *managedPlugin) start(h *Host) error {
+	enabled, err := m.enabled(h)
+	if err != nil {
+		return err
+	}
+	if !enabled {
+		if _, _, err := h.DockerErr("plugin", "enable", m.ref); err != nil {
+			return err
+		}
+	}
+	return m.waitReady(h)
+}
+
+// kill SIGKILLs the plugin's process; dockerd restarts it.
+func (m *managedPlugin) kill(h *Host) error {
+	pid, err := m.pid(h)
+	if err != nil {
+		return err
+	}
+	return killPIDs([]int{pid})
+}
+
+// stop has nothing to do: dockerd stops its plugins when it stops, and the
+// host's teardown stops dockerd first.
+func (m *managedPlugin) stop(h *Host) error { return nil }
+
+func (m *managedPlugin) enabled(h *Host) (bool, error) {
+	out, _, err := h.DockerErr("plugin", "inspect", "-f", "{{.Enabled}}", m.ref)
+	if err != nil {
+		return false, err
+	}
+	return strings.TrimSpace(out) == "true", nil
+}
+
+// id is the plugin's full ID.
+func (m *managedPlugin) id(h *Host) (string, error) {
+	out, _, err := h.DockerErr("plugin", "inspect", "-f", "{{.Id}}", m.ref)
+	return strings.TrimSpace(out), err
+}
+
+// waitReady waits until the plugin is enabled, its process runs and its
+// socket answers NetworkDriver.GetCapabilities.
+func (m *managedPlugin) waitReady(h *Host) error {
+	return poll(30*time.Second, func() error {
+		ok, err := m.enabled(h)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("plugin %s is not enabled", m.ref)
+		}
+		sock, err := m.socket(h)
+		if err != nil {
+			return err
+		}
+		return getCapabilities(sock)
+	})
+}
+
+// socket finds the plugin's socket as the test process sees it. dockerd
+// 20.10 keeps plugin sockets under /run/docker/plugins/<id>/ (the holder's
+// private tmpfs), newer ones under <exec-root>/plugins/<id>/.
+func (m *managedPlugin) socket(h *Host) (string, error) {
+	id, err := m.id(h)
+	if err != nil {
+		return "", err
+	}
+	for _, dir := range []string{filepath.Join(h.pluginDir(), id), filepath.Join(h.Dir, "exec", "plugins", id)} {
+		p := filepath.Join(dir, "weft.sock")
+		if st, err := os.Stat(p); err == nil && st.Mode()&os.ModeSocket != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("no socket of plugin %s (%s) yet", m.ref, id)
+}
+
+// getCapabilities asks the plugin at sock what dockerd asks first.
+func getCapabilities(sock string) error {
+	// The path through /proc/PID/root and a 64-digit plugin ID is longer
+	// than a socket address may be (108 bytes): dial it through an open
+	// descriptor of its directory instead.
+	dir, err := os.Open(filepath.Dir(sock))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = dir.Close() }()
+	short := fmt.Sprintf("/proc/self/fd/%d/%s", dir.Fd(), filepath.Base(sock))
+	c := &http.Client{
+		Timeout: 5 * time.Second,
+		Transport: &http.Transport{
+			DisableKeepAlives: true,
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", short)
+			},
+		},
+	}
+	resp, err := c.Post("http://plugin.moby.localhost/NetworkDriver.GetCapabilities", "application/vnd.docker.plugins.v1.2+json", strings.NewReader("{}"))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"Scope"`) {
+		return fmt.Errorf("NetworkDriver.GetCapabilities: %s: %s", resp.Status, b)
+	}
+	return nil
+}
+
+// pid finds the plugin's process: "/usr/bin/weft serve" in the host's
+// network namespace (the plugin uses the host network).
+func (m *managedPlugin) pid(h *Host) (int, error) {
+	pids, err := weftPIDs(h)
+	if err != nil {
+		return 0, err
+	}
+	switch len(pids) {
+	case 0:
+		return 0, fmt.Errorf("no weft process in %s", h.NetNS)
+	case 1:
+		return pids[0], nil
+	default:
+		return 0, fmt.Errorf("%d weft processes in %s: %v", len(pids), h.NetNS, pids)
+	}
+}
+
+func weftPIDs(h *Host) ([]int, error) {
+	out, err := runT(10*time.Second, "ip", "netns", "pids", h.NetNS)
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, f := range strings.Fields(out) {
+		pid, err := strconv.Atoi(f)
+		if err != nil {
+			continue
+		}
+		cmd, _ := os.ReadFile("/proc/" + f + "/cmdline")
+		if string(cmd) == "/usr/bin/weft\x00serve\x00" && pidAlive(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
+}
+
+// ---- the plugin's log (in dockerd's)
+
+// weftLogLine is one line weft wrote, as dockerd logged it.
+type weftLogLine struct {
+	Time  time.Time // weft's own timestamp
+	Level string    // weft's level (DEBUG, INFO, ...)
+	Msg   string    // weft's whole line (slog text)
+}
+
+var (
+	// time="..." level=info msg="time=2026-11-22T15:20:01.123Z level=INFO msg=listening ..." plugin=<id>
+	pluginLineRE = regexp.MustCompile(`msg="(.*)" plugin=([0-9a-f]{64})\s*$`)
+	slogTimeRE   = regexp.MustCompile(`^time=(\S+) level=(\S+) `)
+)
+
+// weftLog returns the lines weft (the plugin with this id) wrote to
+// dockerd's log after offset.
+func weftLog(h *Host, id string, offset int64) []weftLogLine {
+	b, err := os.ReadFile(filepath.Join(h.Dir, "dockerd.log"))
+	if err != nil {
+		return nil
+	}
+	if offset > int64(len(b)) {
+		offset = 0
+	}
+	var out []weftLogLine
+	for _, line := range strings.Split(string(b[offset:]), "\n") {
+		m := pluginLineRE.FindStringSubmatch(line)
+		if m == nil || m[2] != id {
+			continue
+		}
+		msg := m[1]
+		// dockerd quotes the line it logs: undo it.
+		if s, err := strconv.Unquote(`"` + msg + `"`); err == nil {
+			msg = s
+		}
+		l := weftLogLine{Msg: msg}
+		if tm := slogTimeRE.FindStringSubmatch(msg); tm != nil {
+			l.Time, _ = time.Parse(time.RFC3339Nano, tm[1])
+			l.Level = tm[2]
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// processStart is when pid started, from /proc (its start in clock ticks
+// since boot, against the uptime now: both count from boot, so the result
+// is good to a tick, 10 ms).
+func processStart(pid int) (time.Time, error) {
+	now := time.Now()
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return time.Time{}, err
+	}
+	uptime, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return time.Time{}, err
+	}
+	s := string(stat)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	// Field 22 of stat is starttime; fields here start at field 3.
+	ticks, err := strconv.ParseInt(fields[22-3], 10, 64)
+	if err != nil {
+		return time.Time{}, err
+	}
+	up, err := strconv.ParseFloat(strings.Fields(string(uptime))[0], 64)
+	if err != nil {
+		return time.Time{}, err
+	}
+	const hz = 100 // USER_HZ on every Linux build the suite runs on
+	sinceStart := time.Duration((up - float64(ticks)/hz) * float64(time.Second))
+	return now.Add(-sinceStart), nil
+}
+
+// listenDelay measures, for the plugin's running process, the time from
+// the process's start to weft's "listening" log line. It waits for that
+// line for a few seconds.
+func (m *managedPlugin) listenDelay(h *Host) (time.Duration, error) {
+	id, err := m.id(h)
+	if err != nil {
+		return 0, err
+	}
+	var d time.Duration
+	err = poll(10*time.Second, func() error {
+		pid, err := m.pid(h)
+		if err != nil {
+			return err
+		}
+		start, err := processStart(pid)
+		if err != nil {
+			return err
+		}
+		var last *weftLogLine
+		for _, l := range weftLog(h, id, 0) {
+			if strings.Contains(l.Msg, " msg=listening ") {
+				l := l
+				last = &l
+			}
+		}
+		// The line must belong to this process, not an earlier one:
+		// weft logs it after it started.
+		if last == nil || last.Time.Before(start.Add(-50*time.Millisecond)) {
+			return errors.New("weft has not logged \"listening\" since its process started")
+		}
+		d = last.Time.Sub(start)
+		return nil
+	})
+	return d, err
+}
+
+// ---- forwarding a host's loopback port to the test's
+
+// forwardLoopback listens on addr inside the network namespace at nsPath
+// and forwards every connection to addr in the test's own namespace.
+func forwardLoopback(nsPath, addr string) (io.Closer, error) {
+	l, err := listenInNetNS(nsPath, addr)
+	if err != nil {
+		return nil, err
+	}
+	f := &forwarder{l: l, conns: map[net.Conn]bool{}}
+	go f.serve(addr)
+	return f, nil
+}
+
+// listenInNetNS opens a TCP listener in another network namespace. The
+// socket keeps the namespace it was made in; the thread that switched
+// namespaces ends with its goroutine (it stays locked), so no other
+// goroutine ever runs in that namespace.
+func listenInNetNS(nsPath, addr string) (net.Listener, error) {
+	type result struct {
+		l   net.Listener
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		ns, err := netns.GetFromPath(nsPath)
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		defer func() { _ = ns.Close() }()
+		if err := netns.Set(ns); err != nil {
+			ch <- result{err: err}
+			return
+		}
+		l, err := net.Listen("tcp", addr)
+		ch <- result{l, err}
+	}()
+	r := <-ch
+	return r.l, r.err
+}
+
+type forwarder struct {
+	l     net.Listener
+	mu    sync.Mutex
+	conns map[net.Conn]bool
+}
+
+func (f *forwarder) serve(addr string) {
+	for {
+		c, err := f.l.Accept()
+		if err != nil {
+			return
+		}
+		go f.pipe(c, addr)
+	}
+}
+
+func (f *forwarder) track(c net.Conn, add bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if add {
+		f.conns[c] = true
+	} else {
+		delete(f.conns, c)
+	}
+}
+
+func (f *forwarder) pipe(c net.Conn, addr string) {
+	defer func() { _ = c.Close() }()
+	d, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return
+	}
+	defer func() { _ = d.Close() }()
+	f.track(c, true)
+	f.track(d, true)
+	defer f.track(c, false)
+	defer f.track(d, false)
+	done := make(chan struct{}, 2)
+	cp := func(dst, src net.Conn) {
+		_, _ = io.Copy(dst, src)
+		if tc, ok := dst.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
+		done <- struct{}{}
+	}
+	go cp(d, c)
+	go cp(c, d)
+	<-done
+	<-done
+}
+
+func (f *forwarder) Close() error {
+	err := f.l.Close()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for c := range f.conns {
+		_ = c.Close()
+	}
+	return err
+}
+
+// ---- small helpers
+
+// pluginConfig is the part of docker plugin inspect the tests read.
+type pluginConfig struct {
+	Enabled  bool
+	Settings struct {
+		Env    []string
+		Mounts []struct{ Source, Destination string }
+	}
+	Config struct {
+		Mounts []struct{ Source, Destination string }
+		Linux  struct{ Capabilities []string }
+	}
+}
+
+func (m *managedPlugin) inspect(t testing.TB, h *Host) pluginConfig {
+	t.Helper()
+	var pc pluginConfig
+	if err := json.Unmarshal([]byte(h.Docker(t, "plugin", "inspect", "-f", "{{json .}}", m.ref)), &pc); err != nil {
+		t.Fatal(err)
+	}
+	return pc
+}
