@@ -1,0 +1,54 @@
+//go:build bench
+
+// Command bench is weft's benchmark harness: it measures weft against
+// Docker's built-in drivers on this machine, in the same run, interleaved,
+// and writes docs/benchmarks.md and the plots in docs/img. Run it through
+// scripts/bench.sh (which installs what it needs and builds weft):
+//
+//	scripts/bench.sh           # full run; regenerates docs/benchmarks.md
+//	scripts/bench.sh --quick   # smoke run with few iterations; writes to a temp dir
+//
+// or by hand, as root:
+//
+//	go build -tags bench -o /tmp/weft-bench-bin ./test/bench
+//	/tmp/weft-bench-bin run -weft ./weft -out docs [-quick] [-only attach,plugin,...]
+//
+// # What it measures (each against its baseline, in the same run)
+//
+//   - attach: `docker run --rm --network X image true` for a weft network, a
+//     user-defined Docker bridge network and --network none, in rounds whose
+//     order rotates; weft's added cost over none divided by Docker's.
+//   - plugin: CreateEndpoint+Join and Leave+DeleteEndpoint straight over
+//     weft's socket (the JSON dockerd sends), with 1, 100 and 1000 endpoints
+//     already present; three weft processes, one per population, sampled in
+//     turn.
+//   - netcreate: `docker network create` for weft and Docker's bridge,
+//     alternating, up to 500 networks each; firewall rules (iptables-save) as
+//     a function of networks and of endpoints, with a fitted slope.
+//   - dataplane: TCP throughput (iperf3) and request/response latency (the
+//     harness's own ping-pong, subcommands rr-server/rr-client) container to
+//     container: weft bridge, Docker bridge, and a bare veth pair between two
+//     namespaces. Tools run from the host inside the containers' network
+//     namespaces with nsenter, so the image needs none. More topologies
+//     (macvlan, vxlan) plug in as further dataplane targets (see targets in
+//     dataplane.go).
+//   - footprint: weft's resident memory idle and with 1000 endpoints; the
+//     ipam and plugin Go benchmarks (10^6 addresses in a /64).
+//
+// # Isolation
+//
+// Like the end-to-end suite (test/e2e/doc.go), the harness never touches an
+// engine already running on the machine and sends packets only inside
+// namespaces it created. Its docker host is a network namespace
+// weft-bench-main with a holder process in a private mount namespace (a
+// private tmpfs on /run, so /run/docker/plugins/weft.sock and
+// /run/containerd are its own), a dockerd with its own data-root,
+// exec-root, socket and --cgroup-parent /weft-bench-main, and weft as a
+// legacy plugin beside it. The plugin-latency weft processes run in
+// namespaces weft-bench-pl* with their own state directories and sockets and
+// no dockerd. Everything lives under the work directory (default
+// /tmp/weft-bench). At start the harness takes /run/weft-bench.lock and
+// removes what a crashed earlier run left (processes recorded in its
+// pidfiles, weft-bench-* namespaces and cgroups, the work directory); at the
+// end it removes everything it made. It never looks at weft-e2e-* objects.
+package main

@@ -1,0 +1,277 @@
+//go:build bench
+
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// cfg is the run's configuration (flags of "run").
+var cfg struct {
+	dir      string // work directory, removed at start and end
+	repo     string // repository root (test image script, go test of ipam)
+	weftBin  string
+	selfBin  string // this binary, for rr-server/rr-client under nsenter
+	dockerd  string
+	docker   string
+	logLevel string
+	quick    bool
+	only     map[string]bool
+}
+
+// sections in the order they run.
+var sections = []string{"plugin", "attach", "dataplane", "netcreate", "footprint"}
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "run":
+		err = cmdRun(os.Args[2:])
+	case "render":
+		err = cmdRender(os.Args[2:])
+	case "rr-server":
+		err = rrServer(os.Args[2:])
+	case "rr-client":
+		err = rrClient(os.Args[2:])
+	default:
+		usage()
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, `usage: bench run -weft BIN [-quick] [-only s1,s2] [-out DIR] [-raw FILE]
+       bench render -raw FILE -out DIR
+       bench rr-server -addr ADDR | rr-client -addr ADDR -duration D
+sections: `+strings.Join(sections, ", "))
+}
+
+func logf(format string, a ...any) {
+	fmt.Fprintf(os.Stderr, "%s bench: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, a...))
+}
+
+func cmdRun(args []string) error {
+	fs := flag.NewFlagSet("run", flag.ExitOnError)
+	fs.StringVar(&cfg.dir, "dir", "/tmp/weft-bench", "work directory (removed at start and at the end)")
+	fs.StringVar(&cfg.repo, "repo", ".", "repository root")
+	fs.StringVar(&cfg.weftBin, "weft", "", "weft binary (required)")
+	fs.StringVar(&cfg.logLevel, "log-level", "info", "weft's --log-level")
+	fs.BoolVar(&cfg.quick, "quick", false, "smoke run: few iterations")
+	only := fs.String("only", "", "comma-separated sections to run (default: all)")
+	out := fs.String("out", "docs", "directory for benchmarks.md and img/")
+	raw := fs.String("raw", "", "where to write the raw samples as JSON (default: OUT/../ is not used; /tmp/weft-bench-results[-quick].json)")
+	_ = fs.Parse(args)
+	if os.Geteuid() != 0 {
+		return errors.New("run as root: the harness creates network namespaces and starts dockerd")
+	}
+	if cfg.weftBin == "" {
+		return errors.New("-weft BIN is required")
+	}
+	cfg.only = map[string]bool{}
+	for _, s := range strings.Split(*only, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			if !contains(sections, s) {
+				return fmt.Errorf("-only: unknown section %q (sections: %s)", s, strings.Join(sections, ", "))
+			}
+			cfg.only[s] = true
+		}
+	}
+	var err error
+	for _, p := range []*string{&cfg.dir, &cfg.repo, &cfg.weftBin} {
+		if *p, err = filepath.Abs(*p); err != nil {
+			return err
+		}
+	}
+	if cfg.dir == "/" || !strings.HasPrefix(cfg.dir, "/") {
+		return fmt.Errorf("-dir %q: choose a directory of its own", cfg.dir)
+	}
+	if cfg.selfBin, err = os.Executable(); err != nil {
+		return err
+	}
+	for _, b := range []struct {
+		dst  *string
+		name string
+	}{{&cfg.dockerd, "dockerd"}, {&cfg.docker, "docker"}} {
+		if *b.dst, err = exec.LookPath(b.name); err != nil {
+			return fmt.Errorf("%s not found (scripts/bench.sh installs docker.io): %w", b.name, err)
+		}
+	}
+	for _, tool := range []string{"ip", "nsenter", "unshare", "iptables-save", "iperf3"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s not found (scripts/bench.sh installs iproute2 util-linux iptables iperf3): %w", tool, err)
+		}
+	}
+	if *raw == "" {
+		*raw = "/tmp/weft-bench-results.json"
+		if cfg.quick {
+			*raw = "/tmp/weft-bench-results-quick.json"
+		}
+	}
+
+	lock, err := os.OpenFile("/run/weft-bench.lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = lock.Close() }()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return fmt.Errorf("another benchmark run holds /run/weft-bench.lock: %w", err)
+	}
+	if err := cleanupStale(cfg.dir); err != nil {
+		return fmt.Errorf("removing an earlier run's leftovers: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.dir, "docker-config"), 0o700); err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	res := &results{Quick: cfg.quick, Start: time.Now(), Errors: map[string]string{}}
+	res.Machine = describeMachine()
+	runErr := measure(ctx, res)
+	res.End = time.Now()
+	res.Machine.LoadEnd = loadAvg()
+
+	if err := cleanupStale(cfg.dir); err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("final cleanup: %w", err))
+	}
+	b, err := json.MarshalIndent(res, "", " ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(*raw, b, 0o644); err != nil {
+		return err
+	}
+	logf("raw samples in %s", *raw)
+	if err := render(res, *out); err != nil {
+		return errors.Join(runErr, err)
+	}
+	logf("wrote %s and its plots (%s)", filepath.Join(*out, "benchmarks.md"), res.End.Sub(res.Start).Round(time.Second))
+	if len(res.Errors) > 0 {
+		for s, e := range res.Errors {
+			runErr = errors.Join(runErr, fmt.Errorf("section %s: %s", s, e))
+		}
+	}
+	return runErr
+}
+
+func cmdRender(args []string) error {
+	fs := flag.NewFlagSet("render", flag.ExitOnError)
+	raw := fs.String("raw", "/tmp/weft-bench-results.json", "raw samples written by run")
+	out := fs.String("out", "docs", "directory for benchmarks.md and img/")
+	_ = fs.Parse(args)
+	b, err := os.ReadFile(*raw)
+	if err != nil {
+		return err
+	}
+	var res results
+	if err := json.Unmarshal(b, &res); err != nil {
+		return err
+	}
+	return render(&res, *out)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func want(section string) bool { return len(cfg.only) == 0 || cfg.only[section] }
+
+// measure runs the sections; a failing section is recorded and the others
+// still run. The docker host is shared by the sections that need dockerd.
+func measure(ctx context.Context, res *results) error {
+	var host *dockerHost
+	defer func() {
+		if host != nil {
+			logf("tearing down the docker host")
+			if err := host.close(); err != nil {
+				logf("tearing down the docker host: %v", err)
+			}
+		}
+	}()
+	needHost := want("attach") || want("dataplane") || want("netcreate")
+	if needHost {
+		logf("starting the docker host (netns %s%s, own dockerd and weft)", nsPrefix, "main")
+		var err error
+		if host, err = startDockerHost("main"); err != nil {
+			return err
+		}
+	}
+	for _, s := range sections {
+		if !want(s) {
+			continue
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		logf("section %s", s)
+		t0 := time.Now()
+		var err error
+		switch s {
+		case "attach":
+			res.Attach, err = benchAttach(ctx, host)
+		case "plugin":
+			res.Plugin, err = benchPlugin(ctx)
+		case "netcreate":
+			res.NetCreate, err = benchNetCreate(ctx, host)
+		case "dataplane":
+			res.Data, err = benchDataplane(ctx, host)
+		case "footprint":
+			res.Foot, err = benchFootprint(ctx, res.Plugin)
+		}
+		res.Seconds = append(res.Seconds, sectionTime{s, time.Since(t0).Seconds()})
+		if err != nil {
+			logf("section %s failed: %v", s, err)
+			res.Errors[s] = err.Error()
+		}
+		if host != nil && (host.weft == nil || !host.weft.alive()) {
+			return fmt.Errorf("weft on the docker host died: %s", tail(filepath.Join(host.dir, "weft.log"), 30))
+		}
+	}
+	return nil
+}
+
+type sectionTime struct {
+	Section string
+	Seconds float64
+}
+
+// results is everything a run measured: raw samples only; every figure in
+// the report is computed from these by render.
+type results struct {
+	Quick     bool
+	Start     time.Time
+	End       time.Time
+	Machine   machine
+	Seconds   []sectionTime
+	Attach    *attachResult    `json:",omitempty"`
+	Plugin    *pluginResult    `json:",omitempty"`
+	NetCreate *netcreateResult `json:",omitempty"`
+	Data      *dataResult      `json:",omitempty"`
+	Foot      *footResult      `json:",omitempty"`
+	Errors    map[string]string
+}
