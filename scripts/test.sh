@@ -117,9 +117,9 @@ else
 	record gofmt ok $((SECONDS - t0))
 fi
 
-banner "go vet (and with -tags e2e)"
+banner "go vet (and with -tags e2e, -tags bench)"
 t0=$SECONDS
-if go vet ./... && go vet -tags e2e ./...; then
+if go vet ./... && go vet -tags e2e ./... && go vet -tags bench ./test/bench/...; then
 	record vet ok $((SECONDS - t0))
 else
 	record vet FAILED $((SECONDS - t0))
