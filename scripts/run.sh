@@ -141,6 +141,18 @@ stop_legacy() {
 	kill -KILL "$pid" 2>/dev/null || true
 }
 
+# retire_demo DRIVER removes the demo containers and network if they are on
+# DRIVER, while that driver still runs: removed later, through a stopped
+# driver, their addresses and bridge would stay in weft's state.
+retire_demo() {
+	local have
+	have=$(docker network inspect -f '{{.Driver}}' "$net" 2>/dev/null) || return 0
+	[[ $have == "$1" ]] || return 0
+	step "removing the demo network $net of driver $have before switching"
+	docker rm -f weft-demo-a weft-demo-b >/dev/null 2>&1 || true
+	docker network rm "$net" >/dev/null
+}
+
 start_legacy() {
 	local binary_changed=0
 	if ! cmp -s "$work/weft" "$weft_bin" 2>/dev/null; then
@@ -150,6 +162,7 @@ start_legacy() {
 		echo "    installed $weft_bin"
 	fi
 	if plugin_enabled; then
+		retire_demo "$plugin"
 		step "disabling the managed plugin $plugin (it shares $state_dir with the legacy weft)"
 		docker plugin disable -f "$plugin" >/dev/null
 	fi
@@ -184,6 +197,7 @@ start_managed() {
 	local sum
 	sum=$(sha256sum "$work/weft" | cut -d' ' -f1)
 	if pid=$(weft_pid); then
+		retire_demo weft
 		step "stopping the legacy weft (pid $pid): the managed plugin takes over $state_dir"
 		stop_legacy
 	fi
