@@ -37,6 +37,10 @@ type Mode struct {
 	// forwarding reports whether the host forwards family (a sysctl weft
 	// reads but never writes); see portRules.
 	forwarding func(fw.Family) bool
+	// baseBuilt records the families whose chains, skeleton, static rules
+	// and base jumps buildBase has put in place since they were last torn
+	// down; ensureBase then only checks them (see there).
+	baseBuilt map[fw.Family]bool
 }
 
 var (
@@ -64,6 +68,7 @@ func New(h *nl.Handle, f *fw.Firewall, log *slog.Logger, opts ...Option) *Mode {
 	m := &Mode{
 		nl: h, fw: f, log: log.With("mode", string(dataplane.Bridge)), dockerBridges: DefaultDockerBridges(),
 		ports: map[portKey]*hostPort{}, dial: (&net.Dialer{}).DialContext, forwarding: hostForwards,
+		baseBuilt: map[fw.Family]bool{},
 	}
 	m.listen = func(proto dataplane.Proto, host, target netip.AddrPort) (proxy, error) {
 		return listenPort(proto, host, target, m.dial, m.log)

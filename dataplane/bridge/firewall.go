@@ -3,14 +3,39 @@ package bridge
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/weftnet/weft/dataplane"
 	"github.com/weftnet/weft/dataplane/fw"
 )
 
-// ensureBase makes the chains, the WEFT-FORWARD skeleton, the static rules and
-// the base jumps (at position 1) of family exist.
+// ensureBase makes sure family's base is in place for a new network: the
+// chains, the WEFT-FORWARD skeleton, the static rules, the base jumps (at
+// position 1) and the DOCKER-USER hook.
+//
+// Building or verifying all of it (buildBase) takes some twenty iptables
+// runs, and with the nft back-end every run reads the whole rule set, so its
+// cost grows with the number of networks. Once buildBase has succeeded, a
+// network create only reads FORWARD and DOCKER-USER: a flush, or another
+// program putting its rules above ours, shows in FORWARD first, and dockerd
+// may have made DOCKER-USER since. If FORWARD does not start with our jump
+// the whole base is built again. Reconcile (at start) always builds it all.
 func (m *Mode) ensureBase(family fw.Family) error {
+	if !m.baseBuilt[family] {
+		return m.buildBase(family)
+	}
+	jump := baseJumps(family)[0] // filter FORWARD -j WEFT-FORWARD
+	rules, err := m.fw.Rules(family, jump.Table, jump.Chain)
+	if err != nil || len(rules) == 0 || !slices.Equal(rules[0], jump.Spec) {
+		return m.buildBase(family)
+	}
+	return m.ensureDockerUserHook(family)
+}
+
+// buildBase makes the chains, the WEFT-FORWARD skeleton, the static rules and
+// the base jumps (at position 1) of family exist, and hooks DOCKER-USER.
+func (m *Mode) buildBase(family fw.Family) error {
+	delete(m.baseBuilt, family)
 	// Chains that others jump to come first: iptables refuses a jump to a
 	// chain that does not exist.
 	for _, c := range perNetworkChains(family) {
@@ -31,18 +56,29 @@ func (m *Mode) ensureBase(family fw.Family) error {
 			return err
 		}
 	}
-	// Only when dockerd made DOCKER-USER: the chain is Docker's, not weft's.
-	// Every network create and every start re-runs this, so a dockerd that
-	// came up after weft is covered from the first weft network on.
-	_, err := m.fw.Rules(family, fw.Filter, ChainDockerUser)
-	switch {
-	case err == nil:
-		return m.fw.EnsureFirst(family, dockerUserJump())
-	case fw.IsNotExist(err):
-		return nil
-	default:
+	if err := m.ensureDockerUserHook(family); err != nil {
 		return err
 	}
+	m.baseBuilt[family] = true
+	return nil
+}
+
+// ensureDockerUserHook puts the jump to WEFT-FORWARD first in DOCKER-USER,
+// only when dockerd made that chain: it is Docker's, not weft's. Every network
+// create and every start checks it, so a dockerd that came up after weft is
+// covered from the next weft network on.
+func (m *Mode) ensureDockerUserHook(family fw.Family) error {
+	hook := dockerUserJump()
+	rules, err := m.fw.Rules(family, hook.Table, hook.Chain)
+	switch {
+	case fw.IsNotExist(err):
+		return nil
+	case err != nil:
+		return err
+	case len(rules) > 0 && slices.Equal(rules[0], hook.Spec) && slices.IndexFunc(rules[1:], func(r []string) bool { return slices.Equal(r, hook.Spec) }) < 0:
+		return nil
+	}
+	return m.fw.EnsureFirst(family, hook)
 }
 
 // idle reports whether family's weft chains hold nothing but static rules
@@ -77,6 +113,7 @@ func (m *Mode) teardownIfIdle(family fw.Family) error {
 	if err != nil || !idle {
 		return err
 	}
+	delete(m.baseBuilt, family)
 	errs := []error{m.fw.DeleteRule(family, dockerUserJump())}
 	for _, r := range baseJumps(family) {
 		errs = append(errs, m.fw.DeleteRule(family, r))

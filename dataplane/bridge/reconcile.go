@@ -176,7 +176,7 @@ func (m *Mode) reconcileRules(valid []dataplane.Network, known, unmanaged map[st
 		}
 		errs = append(errs, m.sweepRules(fam, known, unmanaged, want))
 		if used[fam] {
-			errs = append(errs, m.ensureBase(fam))
+			errs = append(errs, m.buildBase(fam))
 		}
 	}
 	return used, errors.Join(errs...)

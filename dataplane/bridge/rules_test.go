@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -181,6 +182,8 @@ func TestBaseJumpMovedBackToTop(t *testing.T) {
 	}
 }
 
+// TestSkeletonRepaired: building the base (as Reconcile does at start)
+// restores a damaged WEFT-FORWARD skeleton.
 func TestSkeletonRepaired(t *testing.T) {
 	m, v4, _ := newFirewallMode(t, false)
 	applyNetwork(t, m, testNet(idA, 1))
@@ -191,7 +194,7 @@ func TestSkeletonRepaired(t *testing.T) {
 	if err := v4.Append("filter", ChainForward, "-j", ChainICC); err != nil { // now last: wrong order
 		t.Fatal(err)
 	}
-	if err := m.ensureBase(fw.IPv4); err != nil {
+	if err := m.buildBase(fw.IPv4); err != nil {
 		t.Fatal(err)
 	}
 	if got := v4.Dump(); got != want {
@@ -346,5 +349,104 @@ func TestHookedIntoDockerUser(t *testing.T) {
 	rules, err = m.fw.Rules(fw.IPv4, "filter", ChainDockerUser)
 	if err != nil || !slices.EqualFunc(rules, [][]string{{"-j", "RETURN"}}, slices.Equal) {
 		t.Fatalf("after the last network DOCKER-USER = %v (%v); want only Docker's rule", rules, err)
+	}
+}
+
+// countingTables counts every iptables run the firewall makes.
+type countingTables struct {
+	fw.Tables
+	runs int
+}
+
+func (c *countingTables) Exists(table, chain string, spec ...string) (bool, error) {
+	c.runs++
+	return c.Tables.Exists(table, chain, spec...)
+}
+func (c *countingTables) Append(table, chain string, spec ...string) error {
+	c.runs++
+	return c.Tables.Append(table, chain, spec...)
+}
+func (c *countingTables) Insert(table, chain string, pos int, spec ...string) error {
+	c.runs++
+	return c.Tables.Insert(table, chain, pos, spec...)
+}
+func (c *countingTables) Delete(table, chain string, spec ...string) error {
+	c.runs++
+	return c.Tables.Delete(table, chain, spec...)
+}
+func (c *countingTables) List(table, chain string) ([]string, error) {
+	c.runs++
+	return c.Tables.List(table, chain)
+}
+func (c *countingTables) ChainExists(table, chain string) (bool, error) {
+	c.runs++
+	return c.Tables.ChainExists(table, chain)
+}
+func (c *countingTables) NewChain(table, chain string) error {
+	c.runs++
+	return c.Tables.NewChain(table, chain)
+}
+func (c *countingTables) ClearChain(table, chain string) error {
+	c.runs++
+	return c.Tables.ClearChain(table, chain)
+}
+func (c *countingTables) DeleteChain(table, chain string) error {
+	c.runs++
+	return c.Tables.DeleteChain(table, chain)
+}
+
+// TestLaterNetworksCheckBaseCheaply: every iptables run reads the whole rule
+// set (nft back-end), so once the base is built a network create only reads
+// FORWARD and DOCKER-USER, and its firewall work is its own rules plus those
+// two reads — the same for the 2nd and the 50th network.
+func TestLaterNetworksCheckBaseCheaply(t *testing.T) {
+	v4 := fw.NewFake()
+	v4.SetRules("filter", ChainDockerUser, []string{"-j", "RETURN"})
+	ct := &countingTables{Tables: v4}
+	m := New(nil, fw.NewWithTables(nil, ct, nil), nil)
+	create := func(n dataplane.Network) int {
+		t.Helper()
+		before := ct.runs
+		applyNetwork(t, m, n)
+		return ct.runs - before
+	}
+	first := create(testNet(idA, 1))
+	perNetwork := 2 * len(networkRules(testNet(idB, 2), fw.IPv4, m.dockerBridges)) // -C and -A (or -I) each
+	second := create(testNet(idB, 2))
+	if want := perNetwork + 2; second != want {
+		t.Errorf("the 2nd network took %d iptables runs, want %d (its rules, checked and added, plus 2 reads); the 1st took %d", second, want, first)
+	}
+	for i := 3; i <= 50; i++ {
+		id := fmt.Sprintf("%010x", 0xa000000000+i) + strings.Repeat("0", 54)
+		if got := create(testNet(id, byte(i))); got != second {
+			t.Fatalf("network %d took %d iptables runs, the 2nd %d", i, got, second)
+		}
+	}
+	t.Logf("iptables runs: 1st network %d, later networks %d", first, second)
+	if first <= second {
+		t.Errorf("the 1st network took %d iptables runs, not more than the 2nd (%d): is the base built at all?", first, second)
+	}
+}
+
+// TestFlushedBaseRebuilt: a flush of the kernel's chains (or of weft's)
+// removes the FORWARD jump first of all; the next network create notices and
+// builds the whole base again.
+func TestFlushedBaseRebuilt(t *testing.T) {
+	m, v4, _ := newFirewallMode(t, false)
+	applyNetwork(t, m, testNet(idA, 1))
+	for _, c := range []string{"FORWARD", ChainForward, ChainIsolation2} {
+		if err := v4.ClearChain("filter", c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	applyNetwork(t, m, testNet(idB, 2))
+	fresh, fv4, _ := newFirewallMode(t, false)
+	applyNetwork(t, fresh, testNet(idB, 2))
+	for _, c := range []string{"FORWARD", ChainForward, ChainIsolation2} {
+		got, _ := v4.List("filter", c)
+		want, _ := fv4.List("filter", c)
+		if !slices.Equal(got, want) {
+			t.Errorf("chain %s after the flush and a new network:\n%s\nwant (as on a fresh host):\n%s", c, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
 	}
 }
