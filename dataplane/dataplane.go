@@ -155,10 +155,28 @@ type Mode interface {
 	Reconcile(ctx context.Context, nets []Network, eps []Endpoint) error
 }
 
-// EndpointProber is implemented by modes that can tell whether an endpoint's
-// kernel link still exists. At start the plugin forgets endpoints whose link
-// is gone: their container's namespace was destroyed while no DeleteEndpoint
-// could reach weft (dockerd skips it for legacy plugins when it restarts).
+// EndpointState is what the kernel shows of an endpoint's links.
+type EndpointState int
+
+const (
+	// EndpointInUse: the container side is in a container (not in the host
+	// namespace) and the host side, if the mode has one, is in place.
+	EndpointInUse EndpointState = iota
+	// EndpointGone: nothing is left; the container's namespace was destroyed
+	// with the links in it.
+	EndpointGone
+	// EndpointDetached: the container side is in the host namespace. That is
+	// so between CreateEndpoint and the moment Docker moves it into the
+	// container (right after Join), and after Docker moved it back when the
+	// container left (before DeleteEndpoint).
+	EndpointDetached
+)
+
+// EndpointProber is implemented by modes that can tell where an endpoint's
+// links are. At start the plugin uses it to find endpoints whose container
+// went while weft could not hear about it (dockerd replays nothing): gone
+// ones are forgotten at once, detached ones once Docker has had time to
+// finish an attach that was under way.
 type EndpointProber interface {
-	EndpointExists(ctx context.Context, n Network, ep Endpoint) (bool, error)
+	EndpointState(ctx context.Context, n Network, ep Endpoint) (EndpointState, error)
 }

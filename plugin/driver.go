@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/weftnet/weft/dataplane"
 	"github.com/weftnet/weft/ipam"
@@ -46,11 +47,20 @@ type Deps struct {
 	Modes map[dataplane.ModeName]dataplane.Mode
 	// Routes may be nil: default pools are then not checked against host routes.
 	Routes RouteLister
+	// DetachedGrace is how long after start an endpoint found detached from
+	// any container is left to Docker before weft removes it (orphans.go);
+	// zero means defaultDetachedGrace.
+	DetachedGrace time.Duration
 }
 
 // networkRecord is what the store keeps per network.
 type networkRecord struct {
 	Network dataplane.Network `json:"network"`
+	// AddressSpace is the weft IPAM address space the network's pools are in
+	// (ipam.LocalSpace or ipam.GlobalSpace); empty when another IPAM driver
+	// gave the addresses, or for networks recorded before it was kept. Only
+	// with it does weft release an address Docker could not (orphans.go).
+	AddressSpace string `json:"address_space,omitempty"`
 }
 
 // endpointRecord is what the store keeps per endpoint.
@@ -75,6 +85,9 @@ type Driver struct {
 	deps Deps
 	nets map[string]*networkRecord
 	eps  map[string]*endpointRecord
+	// detached lists endpoints found detached from any container at start,
+	// to be removed after Deps.DetachedGrace unless Docker joins them.
+	detached map[string]bool
 }
 
 // NewDriver returns a driver that accepts requests at once but answers them
@@ -84,11 +97,12 @@ func NewDriver(log *slog.Logger, scope string) (*Driver, error) {
 		return nil, fmt.Errorf("scope %q is not valid: use %s or %s", scope, ScopeLocal, ScopeGlobal)
 	}
 	return &Driver{
-		log:   log,
-		scope: scope,
-		ready: make(chan struct{}),
-		nets:  map[string]*networkRecord{},
-		eps:   map[string]*endpointRecord{},
+		log:      log,
+		scope:    scope,
+		ready:    make(chan struct{}),
+		nets:     map[string]*networkRecord{},
+		eps:      map[string]*endpointRecord{},
+		detached: map[string]bool{},
 	}, nil
 }
 
@@ -110,7 +124,7 @@ func (d *Driver) Start(ctx context.Context, deps Deps) error {
 		d.startErr = fmt.Errorf("weft could not load its state: %w", err)
 		return d.startErr
 	}
-	if err := d.forgetDeadEndpointsLocked(ctx); err != nil {
+	if err := d.collectOrphansLocked(ctx); err != nil {
 		d.log.Error("checking endpoints failed", "err", err)
 	}
 	d.reconcileLocked(ctx)
@@ -199,39 +213,6 @@ func (d *Driver) loadIPAMLocked(ctx context.Context) error {
 		addrs[poolID] = append(addrs[poolID], addr)
 	}
 	return d.deps.IPAM.Restore(pools, addrs)
-}
-
-// forgetDeadEndpointsLocked drops endpoints whose kernel link is gone, as
-// reported by modes that can tell (dataplane.EndpointProber). Docker released
-// their addresses already; only weft's record outlived the container.
-func (d *Driver) forgetDeadEndpointsLocked(ctx context.Context) error {
-	var ops []store.Op
-	var errs []error
-	for id, r := range d.eps {
-		n := d.nets[r.Endpoint.NetworkID].Network
-		prober, ok := d.deps.Modes[n.Mode].(dataplane.EndpointProber)
-		if !ok {
-			continue
-		}
-		alive, err := prober.EndpointExists(ctx, n, r.Endpoint)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if !alive {
-			ops = append(ops, store.Delete(bucketEndpoints, id))
-		}
-	}
-	if len(ops) > 0 {
-		if err := d.deps.Store.Apply(ctx, ops...); err != nil {
-			return errors.Join(append(errs, err)...)
-		}
-		for _, op := range ops {
-			delete(d.eps, op.Key)
-		}
-		d.log.Info("forgot endpoints whose container is gone", "count", len(ops))
-	}
-	return errors.Join(errs...)
 }
 
 // reconcileLocked hands each mode its networks and endpoints so it can

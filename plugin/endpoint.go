@@ -35,6 +35,7 @@ func (d *Driver) CreateEndpoint(ctx context.Context, req *network.CreateEndpoint
 		return nil, err
 	}
 	if old, ok := d.eps[ep.ID]; ok {
+		delete(d.detached, ep.ID) // Docker is attaching it after all
 		if old.Endpoint.NetworkID != ep.NetworkID || old.Endpoint.IPv4 != ep.IPv4 || old.Endpoint.IPv6 != ep.IPv6 {
 			return nil, fmt.Errorf("endpoint %s already exists with different settings", dataplane.ShortID(ep.ID))
 		}
@@ -177,6 +178,7 @@ func (d *Driver) Join(ctx context.Context, req *network.JoinRequest) (*network.J
 	if err != nil {
 		return nil, err
 	}
+	delete(d.detached, ep.ID) // an attach that weft's restart interrupted goes on
 	info, err := mode.Join(ctx, n, ep)
 	if err != nil {
 		return nil, fmt.Errorf("joining endpoint %s: %w", dataplane.ShortID(ep.ID), err)

@@ -22,8 +22,9 @@ type fakeMode struct {
 	// reconciled records the last Reconcile input.
 	reconciledNets []string
 	reconciledEps  []string
-	// gone lists endpoints whose kernel link has disappeared.
-	gone map[string]bool
+	// gone lists endpoints whose kernel link has disappeared; detached
+	// those whose container side is back in the host namespace.
+	gone, detached map[string]bool
 }
 
 var (
@@ -32,7 +33,7 @@ var (
 )
 
 func newFakeMode() *fakeMode {
-	return &fakeMode{nets: map[string]dataplane.Network{}, eps: map[string]dataplane.Endpoint{}, fail: map[string]error{}, gone: map[string]bool{}}
+	return &fakeMode{nets: map[string]dataplane.Network{}, eps: map[string]dataplane.Endpoint{}, fail: map[string]error{}, gone: map[string]bool{}, detached: map[string]bool{}}
 }
 
 func (f *fakeMode) record(call string) error {
@@ -132,8 +133,14 @@ func (f *fakeMode) Reconcile(_ context.Context, nets []dataplane.Network, eps []
 	return f.record("Reconcile")
 }
 
-func (f *fakeMode) EndpointExists(_ context.Context, _ dataplane.Network, ep dataplane.Endpoint) (bool, error) {
+func (f *fakeMode) EndpointState(_ context.Context, _ dataplane.Network, ep dataplane.Endpoint) (dataplane.EndpointState, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return !f.gone[ep.ID], nil
+	switch {
+	case f.gone[ep.ID]:
+		return dataplane.EndpointGone, nil
+	case f.detached[ep.ID]:
+		return dataplane.EndpointDetached, nil
+	}
+	return dataplane.EndpointInUse, nil
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 
 	"github.com/docker/go-plugins-helpers/network"
 
 	"github.com/weftnet/weft/dataplane"
+	"github.com/weftnet/weft/ipam"
 	"github.com/weftnet/weft/store"
 )
 
@@ -45,7 +47,8 @@ func (d *Driver) CreateNetwork(ctx context.Context, req *network.CreateNetworkRe
 	if err != nil {
 		return err
 	}
-	op, err := putJSON(bucketNetworks, n.ID, networkRecord{Network: n})
+	rec := &networkRecord{Network: n, AddressSpace: weftAddressSpace(req)}
+	op, err := putJSON(bucketNetworks, n.ID, rec)
 	if err != nil {
 		return err
 	}
@@ -56,9 +59,23 @@ func (d *Driver) CreateNetwork(ctx context.Context, req *network.CreateNetworkRe
 		d.undo("network", n.ID, mode.DeleteNetwork(ctx, n))
 		return err
 	}
-	d.nets[n.ID] = &networkRecord{Network: n}
+	d.nets[n.ID] = rec
 	d.log.Info("network created", "network", dataplane.ShortID(n.ID), "mode", n.Mode)
 	return nil
+}
+
+// weftAddressSpace returns the weft IPAM address space all of the network's
+// pools are in, or "" if another IPAM driver (or none) gave them.
+func weftAddressSpace(req *network.CreateNetworkRequest) string {
+	space := ""
+	for _, data := range append(slices.Clone(req.IPv4Data), req.IPv6Data...) {
+		if data == nil || (data.AddressSpace != ipam.LocalSpace && data.AddressSpace != ipam.GlobalSpace) ||
+			(space != "" && data.AddressSpace != space) {
+			return ""
+		}
+		space = data.AddressSpace
+	}
+	return space
 }
 
 // checkConflictsLocked refuses settings that collide with another weft network.

@@ -10,20 +10,26 @@ import (
 
 var _ dataplane.EndpointProber = (*Mode)(nil)
 
-// EndpointExists reports whether ep's host-side veth is still there. The host
-// end never leaves the host namespace, and the kernel deletes the whole pair
-// when the container's namespace goes, so its absence means the endpoint is dead.
-func (m *Mode) EndpointExists(_ context.Context, _ dataplane.Network, ep dataplane.Endpoint) (bool, error) {
+// EndpointState looks for ep's veths in the host namespace. The host end never
+// leaves it, and the kernel deletes the whole pair when the container's
+// namespace goes, so its absence means the endpoint is gone. The container end
+// is in the host namespace under its own name only before Docker moves it into
+// the container and after Docker moved it back out.
+func (m *Mode) EndpointState(_ context.Context, _ dataplane.Network, ep dataplane.Endpoint) (dataplane.EndpointState, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	host, _ := VethNames(ep.ID)
-	_, err := m.nl.LinkByName(host)
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, nl.ErrLinkNotFound):
-		return false, nil
-	default:
-		return false, err
+	host, cont := VethNames(ep.ID)
+	for i, name := range []string{host, cont} {
+		_, err := m.nl.LinkByName(name)
+		switch {
+		case err == nil && i == 1:
+			return dataplane.EndpointDetached, nil
+		case err == nil:
+		case !errors.Is(err, nl.ErrLinkNotFound):
+			return dataplane.EndpointInUse, err
+		case i == 0:
+			return dataplane.EndpointGone, nil
+		}
 	}
+	return dataplane.EndpointInUse, nil
 }

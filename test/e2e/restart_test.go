@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Scenario 6: weft is SIGKILLed and started again. Running containers keep
@@ -51,6 +52,68 @@ func TestWeftKillRestart(t *testing.T) {
 	h.StartWeft(t)
 	h.Docker(t, "rm", "-f", "k-a", "k-b", "k-new1", "k-new2", "k-new3")
 	h.Docker(t, "network", "rm", "k-net")
+	h.AssertClean(t)
+	h.WeftAlive(t)
+}
+
+// Scenario 6b: a container removed while weft is down. dockerd's Revoke,
+// Leave, DeleteEndpoint and ReleaseAddress cannot reach weft; it moves the
+// container's interface back to the host and goes on. Once weft is back and
+// its grace period for attaches its restart interrupted is over, weft removes
+// what the container left: the veth pair, the published port (a new container
+// can publish it) and the address (a /29 fills to capacity again).
+func TestContainerRemovedWhileWeftDown(t *testing.T) {
+	h := newHost(t, "wgone", hostOptions{})
+	h.CreateNetwork(t, "g-net", "--subnet", "10.97.0.0/29") // gateway .1, containers .2 to .6
+	h.RunServer(t, "g-a", []string{"tcp:80"}, "--network", "g-net", "-p", "18600:80")
+	h.Run(t, "g-b", "--network", "g-net")
+	veths := func() (host, detached int) {
+		for _, l := range h.Links(t) {
+			switch {
+			case strings.HasPrefix(l.Name, "wh"):
+				host++
+			case strings.HasPrefix(l.Name, "wc"):
+				detached++
+			}
+		}
+		return host, detached
+	}
+	if host, detached := veths(); host != 2 || detached != 0 {
+		t.Fatalf("before: %d host veths and %d container veths in the host namespace, want 2 and 0", host, detached)
+	}
+
+	h.KillWeft(t)
+	start := time.Now()
+	h.Docker(t, "rm", "-f", "g-a")
+	t.Logf("docker rm -f with weft down took %s", time.Since(start).Round(time.Second))
+	h.StartWeft(t)
+	restarted := time.Now()
+	if host, detached := veths(); detached != 1 {
+		t.Fatalf("after docker rm with weft down: %d host veths, %d container veths in the host namespace; want g-a's container veth back in the host", host, detached)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		host, detached := veths()
+		if host == 1 && detached == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("90 s after weft's restart g-a's veth pair is still there (%d host veths, %d container veths)", host, detached)
+		}
+		time.Sleep(time.Second)
+	}
+	t.Logf("g-a's leftovers were removed %s after weft's restart", time.Since(restarted).Round(time.Second))
+
+	// The port is free again, and so is the address: g-b plus four more
+	// fill the /29.
+	h.RunServer(t, "g-c", []string{"tcp:80"}, "--network", "g-net", "-p", "18600:80")
+	AssertAnswer(t, h.fromHost(t), "tcp", hostPort("127.0.0.1", 18600), "g-c ")
+	for _, c := range []string{"g-d", "g-e", "g-f"} {
+		h.Run(t, c, "--network", "g-net")
+	}
+	h.AssertPing(t, "g-f", "g-b")
+	h.Docker(t, "rm", "-f", "g-b", "g-c", "g-d", "g-e", "g-f")
+	h.Docker(t, "network", "rm", "g-net")
 	h.AssertClean(t)
 	h.WeftAlive(t)
 }
