@@ -104,6 +104,9 @@ func (a *Allocator) ReleasePool(id string) error {
 	ix := a.index[k]
 	ix.remove(p)
 	a.index[k] = ix
+	if p.rec.Shared && p.rec.Space != GlobalSpace {
+		a.unindexGlobally(p)
+	}
 	return nil
 }
 

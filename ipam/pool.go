@@ -44,6 +44,10 @@ type Pool struct {
 	// starts after it, so a just-released address is not reused at once
 	// (a stale peer's ARP/NDP cache or connection would reach the new owner).
 	Cursor netip.Addr `json:"cursor,omitzero"`
+	// Shared marks a pool whose subnet other hosts hand out from as well (a
+	// LAN's): a pool of another space is then also held in the global space
+	// (see Share).
+	Shared bool `json:"shared,omitempty"`
 }
 
 // poolID builds the deterministic ID of a pool.

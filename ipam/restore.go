@@ -38,6 +38,13 @@ func (a *Allocator) Restore(pools []Pool, addrs map[string][]netip.Addr) error {
 				"the cursor address %s of pool %s lies outside the pool", c, p.name()))
 		}
 		p.rec.Cursor = rec.Cursor
+		if rec.Shared && rec.Space != GlobalSpace {
+			if err := next.checkGlobalOverlap(p); err != nil {
+				return stateError(err)
+			}
+			next.indexGlobally(p)
+		}
+		p.rec.Shared = rec.Shared
 		next.add(p)
 	}
 	// Sorted IDs make the first error reported deterministic.

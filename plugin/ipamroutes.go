@@ -169,3 +169,14 @@ func (d *Driver) ReleaseAddress(ctx context.Context, req *dipam.ReleaseAddressRe
 	}
 	return d.deps.IPAM.ReleaseAddress(req.PoolID, a)
 }
+
+// poolOfLocked finds the pool weft's IPAM holds for subnet in space: pools of
+// one space never overlap, so there is at most one.
+func (d *Driver) poolOfLocked(space string, subnet netip.Prefix) (ipam.Pool, bool) {
+	for _, p := range d.deps.IPAM.Pools() {
+		if p.Space == space && p.Prefix == subnet {
+			return p, true
+		}
+	}
+	return ipam.Pool{}, false
+}

@@ -52,10 +52,16 @@ func (d *Driver) CreateNetwork(ctx context.Context, req *network.CreateNetworkRe
 	if err != nil {
 		return err
 	}
+	shared, poolOps, err := d.sharePoolsLocked(rec)
+	if err != nil {
+		return err
+	}
 	if err := mode.CreateNetwork(ctx, n); err != nil {
+		d.unshareLocked(shared)
 		return fmt.Errorf("creating %s network %s: %w", n.Mode, dataplane.ShortID(n.ID), err)
 	}
-	if err := d.save(ctx, op); err != nil {
+	if err := d.save(ctx, append(poolOps, op)...); err != nil {
+		d.unshareLocked(shared)
 		d.undo("network", n.ID, mode.DeleteNetwork(ctx, n))
 		return err
 	}
@@ -76,6 +82,46 @@ func weftAddressSpace(req *network.CreateNetworkRequest) string {
 		space = data.AddressSpace
 	}
 	return space
+}
+
+// sharePoolsLocked holds the weft IPAM pools of a macvlan network in the
+// global address space too (ipam.Allocator.Share): its subnet is a LAN's, which
+// other hosts hand out addresses from as well, so it must be addressable as
+// one cluster-wide pool. It returns the IDs it shared and the store ops that
+// record them; on error nothing is shared.
+func (d *Driver) sharePoolsLocked(rec *networkRecord) ([]string, []store.Op, error) {
+	n := rec.Network
+	if n.Mode != dataplane.Macvlan || rec.AddressSpace != ipam.LocalSpace {
+		return nil, nil, nil
+	}
+	var shared []string
+	var ops []store.Op
+	for _, s := range append(slices.Clone(n.IPv4), n.IPv6...) {
+		pool, ok := d.poolOfLocked(rec.AddressSpace, s.Pool)
+		if !ok || pool.Shared {
+			continue
+		}
+		p, err := d.deps.IPAM.Share(pool.ID)
+		if err != nil {
+			d.unshareLocked(shared)
+			return nil, nil, err
+		}
+		shared = append(shared, p.ID)
+		op, err := putJSON(bucketPools, p.ID, p)
+		if err != nil {
+			d.unshareLocked(shared)
+			return nil, nil, err
+		}
+		ops = append(ops, op)
+	}
+	return shared, ops, nil
+}
+
+// unshareLocked undoes sharePoolsLocked in memory (its records were not saved).
+func (d *Driver) unshareLocked(ids []string) {
+	for _, id := range ids {
+		d.deps.IPAM.Unshare(id)
+	}
 }
 
 // checkConflictsLocked refuses settings that collide with another weft network.

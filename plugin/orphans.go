@@ -180,17 +180,11 @@ func (d *Driver) orphanAddressesLocked(ep dataplane.Endpoint, also []string) []p
 		if !p.IsValid() {
 			continue
 		}
-		poolID := ""
-		for _, pool := range d.deps.IPAM.Pools() {
-			if pool.Space == nr.AddressSpace && pool.Prefix == p.Masked() {
-				poolID = pool.ID
-				break
-			}
-		}
-		if poolID == "" || !d.deps.IPAM.IsAllocated(poolID, p.Addr()) || d.addressHeldLocked(ep, p.Addr(), also) {
+		pool, ok := d.poolOfLocked(nr.AddressSpace, p.Masked())
+		if !ok || !d.deps.IPAM.IsAllocated(pool.ID, p.Addr()) || d.addressHeldLocked(ep, p.Addr(), also) {
 			continue
 		}
-		out = append(out, poolAddr{poolID, p.Addr()})
+		out = append(out, poolAddr{pool.ID, p.Addr()})
 	}
 	return out
 }
