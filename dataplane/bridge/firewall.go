@@ -16,20 +16,34 @@ import (
 // Building or verifying all of it (buildBase) takes some twenty iptables
 // runs, and with the nft back-end every run reads the whole rule set, so its
 // cost grows with the number of networks. Once buildBase has succeeded, a
-// network create only reads FORWARD and DOCKER-USER: a flush, or another
-// program putting its rules above ours, shows in FORWARD first, and dockerd
-// may have made DOCKER-USER since. If FORWARD does not start with our jump
-// the whole base is built again. Reconcile (at start) always builds it all.
+// network create only reads FORWARD and DOCKER-USER. A flush removes our
+// FORWARD jump: then the whole base is built again. Our jump need not stay
+// first in FORWARD while DOCKER-USER starts with our hook: dockerd inserts
+// its own FORWARD rules at the top whenever it creates a network, but keeps
+// DOCKER-USER's jump above them, so weft's rules still come first — moving
+// ours back on every create would only start a tug of war with dockerd.
+// Reconcile (at start) always builds it all.
 func (m *Mode) ensureBase(family fw.Family) error {
 	if !m.baseBuilt[family] {
 		return m.buildBase(family)
 	}
 	jump := baseJumps(family)[0] // filter FORWARD -j WEFT-FORWARD
 	rules, err := m.fw.Rules(family, jump.Table, jump.Chain)
-	if err != nil || len(rules) == 0 || !slices.Equal(rules[0], jump.Spec) {
+	if err != nil {
 		return m.buildBase(family)
 	}
-	return m.ensureDockerUserHook(family)
+	at := slices.IndexFunc(rules, func(r []string) bool { return slices.Equal(r, jump.Spec) })
+	if at < 0 {
+		return m.buildBase(family)
+	}
+	hooked, err := m.ensureDockerUserHook(family)
+	if err != nil {
+		return err
+	}
+	if at == 0 || hooked {
+		return nil
+	}
+	return m.buildBase(family)
 }
 
 // buildBase makes the chains, the WEFT-FORWARD skeleton, the static rules and
@@ -56,7 +70,7 @@ func (m *Mode) buildBase(family fw.Family) error {
 			return err
 		}
 	}
-	if err := m.ensureDockerUserHook(family); err != nil {
+	if _, err := m.ensureDockerUserHook(family); err != nil {
 		return err
 	}
 	m.baseBuilt[family] = true
@@ -66,19 +80,20 @@ func (m *Mode) buildBase(family fw.Family) error {
 // ensureDockerUserHook puts the jump to WEFT-FORWARD first in DOCKER-USER,
 // only when dockerd made that chain: it is Docker's, not weft's. Every network
 // create and every start checks it, so a dockerd that came up after weft is
-// covered from the next weft network on.
-func (m *Mode) ensureDockerUserHook(family fw.Family) error {
+// covered from the next weft network on. It reports whether the hook is in
+// place (false: there is no DOCKER-USER).
+func (m *Mode) ensureDockerUserHook(family fw.Family) (bool, error) {
 	hook := dockerUserJump()
 	rules, err := m.fw.Rules(family, hook.Table, hook.Chain)
 	switch {
 	case fw.IsNotExist(err):
-		return nil
+		return false, nil
 	case err != nil:
-		return err
+		return false, err
 	case len(rules) > 0 && slices.Equal(rules[0], hook.Spec) && slices.IndexFunc(rules[1:], func(r []string) bool { return slices.Equal(r, hook.Spec) }) < 0:
-		return nil
+		return true, nil
 	}
-	return m.fw.EnsureFirst(family, hook)
+	return true, m.fw.EnsureFirst(family, hook)
 }
 
 // idle reports whether family's weft chains hold nothing but static rules

@@ -158,6 +158,8 @@ func TestTeardownKeepsChainsWithForeignRules(t *testing.T) {
 	}
 }
 
+// TestBaseJumpMovedBackToTop: building the base (as Reconcile does at start)
+// puts our FORWARD jump back at the top, once.
 func TestBaseJumpMovedBackToTop(t *testing.T) {
 	m, v4, _ := newFirewallMode(t, false)
 	applyNetwork(t, m, testNet(idA, 1))
@@ -169,7 +171,7 @@ func TestBaseJumpMovedBackToTop(t *testing.T) {
 	if err := v4.Append("filter", "FORWARD", "-j", ChainForward); err != nil { // a stray second copy
 		t.Fatal(err)
 	}
-	if err := m.ensureBase(fw.IPv4); err != nil {
+	if err := m.buildBase(fw.IPv4); err != nil {
 		t.Fatal(err)
 	}
 	rules, err := m.fw.Rules(fw.IPv4, "filter", "FORWARD")
@@ -448,5 +450,43 @@ func TestFlushedBaseRebuilt(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("chain %s after the flush and a new network:\n%s\nwant (as on a fresh host):\n%s", c, strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
+	}
+}
+
+// TestDockerAboveUsInForward: dockerd inserts its own FORWARD rules at the
+// top whenever it creates a network. With DOCKER-USER (which dockerd keeps
+// first) starting with our hook, weft's rules still come first, so a network
+// create neither rebuilds the base nor fights dockerd for FORWARD's top.
+func TestDockerAboveUsInForward(t *testing.T) {
+	v4 := fw.NewFake()
+	v4.SetRules("filter", ChainDockerUser, []string{"-j", "RETURN"})
+	ct := &countingTables{Tables: v4}
+	m := New(nil, fw.NewWithTables(nil, ct, nil), nil)
+	applyNetwork(t, m, testNet(idA, 1))
+	if err := v4.Insert("filter", "FORWARD", 1, "-j", "DOCKER-USER"); err != nil {
+		t.Fatal(err)
+	}
+	before := ct.runs
+	applyNetwork(t, m, testNet(idB, 2))
+	if got, want := ct.runs-before, 2*len(networkRules(testNet(idB, 2), fw.IPv4, m.dockerBridges))+2; got != want {
+		t.Errorf("the network create took %d iptables runs, want %d (no rebuild)", got, want)
+	}
+	forward, _ := m.fw.Rules(fw.IPv4, "filter", "FORWARD")
+	if want := [][]string{{"-j", "DOCKER-USER"}, {"-j", ChainForward}}; !slices.EqualFunc(forward, want, slices.Equal) {
+		t.Errorf("FORWARD = %v, want %v", forward, want)
+	}
+	// Without the hook (someone removed it), the create puts it back: weft
+	// comes first again.
+	v4.SetRules("filter", ChainDockerUser, []string{"-j", "RETURN"})
+	if err := v4.Delete("filter", "FORWARD", "-j", "DOCKER-USER"); err != nil {
+		t.Fatal(err)
+	}
+	if err := v4.Insert("filter", "FORWARD", 1, "-j", "DOCKER-USER"); err != nil {
+		t.Fatal(err)
+	}
+	applyNetwork(t, m, testNet(idC, 3))
+	user, _ := m.fw.Rules(fw.IPv4, "filter", ChainDockerUser)
+	if len(user) == 0 || !slices.Equal(user[0], dockerUserJump().Spec) {
+		t.Errorf("DOCKER-USER = %v: our hook is not first again", user)
 	}
 }
