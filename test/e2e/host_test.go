@@ -71,6 +71,13 @@ func startHost(name string, opt hostOptions) (h *Host, err error) {
 	if _, err := h.ns("ip", "link", "set", "lo", "up"); err != nil {
 		return h, err
 	}
+	// A new namespace takes its IPv4 settings from the machine's; start from
+	// what a fresh Docker host has, forwarding off, whatever this machine
+	// has: dockerd then turns it on and sets FORWARD's policy to DROP, as it
+	// does on a real host (and as the firewall tests expect).
+	if _, err := h.ns("sh", "-c", "echo 0 > /proc/sys/net/ipv4/ip_forward"); err != nil {
+		return h, err
+	}
 	if err := h.startHolder(); err != nil {
 		return h, err
 	}
