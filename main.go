@@ -86,6 +86,9 @@ func serve(args []string) int {
 		log.Error("start-up failed; answering every request with this error", "err", err)
 	}
 	defer closeDeps()
+	sweeping := make(chan struct{})
+	go func() { defer close(sweeping); driver.RunReservationSweeper(ctx) }()
+	defer func() { stop(); <-sweeping }() // stop ends the sweeper whatever ended serving
 
 	select {
 	case <-ctx.Done():
@@ -138,7 +141,8 @@ func start(ctx context.Context, d *plugin.Driver, st plugin.Settings, log *slog.
 			dataplane.Bridge:  bridge.New(h, firewall, log),
 			dataplane.Macvlan: macvlan.New(h, log),
 		},
-		Routes: h,
+		Routes:           h,
+		ReservationGrace: st.ReservationGrace,
 	}
 	return closeDB, d.Start(ctx, deps)
 }

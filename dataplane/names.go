@@ -1,5 +1,12 @@
 package dataplane
 
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
 // MaxLinkName is the kernel's limit on link names (IFNAMSIZ - 1).
 const MaxLinkName = 15
 
@@ -23,4 +30,66 @@ func shortID(id string, n int) string {
 		return id[:n]
 	}
 	return id
+}
+
+// MinIDLength is the shortest object ID weft accepts: kernel names and rule
+// comments carry the first 12 characters, which must tell objects apart.
+const MinIDLength = 12
+
+// MaxIDLength bounds an object ID: Docker's are 64 hex digits, swarm's 25
+// base-36 characters.
+const MaxIDLength = 64
+
+// CheckID reports whether id is an ID weft accepts from Docker or swarm:
+// MinIDLength to MaxIDLength lowercase letters and digits. Docker's and
+// swarmkit's IDs are always of that form; anything else is a hand-made
+// request, and refusing it keeps IDs literal wherever they go (link names,
+// rule comments, store keys, logs). Callers lower-case first (CanonicalID).
+func CheckID(id string) error {
+	if len(id) < MinIDLength || len(id) > MaxIDLength {
+		return fmt.Errorf("an ID is %d to %d characters, this one has %d", MinIDLength, MaxIDLength, len(id))
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z') {
+			return fmt.Errorf("an ID is lowercase letters and digits only, this one has %s", describeByte(id, i))
+		}
+	}
+	return nil
+}
+
+// CanonicalID is the one spelling of an ID used inside weft: Docker prints
+// IDs in lowercase, so an uppercase copy names the same object.
+func CanonicalID(id string) string { return strings.ToLower(id) }
+
+// CheckLinkName reports whether a user-chosen link name (a bridge name, a
+// macvlan parent) is taken literally by both the kernel and iptables: 1 to
+// MaxLinkName bytes of ASCII letters, digits, '_', '-' and '.', not starting
+// with '-' or '.'. The kernel expands a printf verb ('%d') in a new link's
+// name, and iptables reads a trailing '+' as a wildcard that matches every
+// interface; '!' , '/', ':', spaces and non-ASCII bytes are refused too.
+// The error names the offending character.
+func CheckLinkName(name string) error {
+	if name == "" || len(name) > MaxLinkName {
+		return fmt.Errorf("interface names are 1 to %d bytes, this one has %d", MaxLinkName, len(name))
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_':
+		case c == '-' || c == '.':
+			if i == 0 {
+				return fmt.Errorf("interface names cannot start with %s", describeByte(name, i))
+			}
+		default:
+			return fmt.Errorf("interface names may contain only letters, digits, '_', '-' and '.'; this one has %s", describeByte(name, i))
+		}
+	}
+	return nil
+}
+
+// describeByte names the character at s[i] for an error message, escaped so
+// that a control or non-ASCII character cannot garble the message.
+func describeByte(s string, i int) string {
+	r, _ := utf8.DecodeRuneInString(s[i:])
+	return fmt.Sprintf("%s at position %d", strconv.QuoteRuneToASCII(r), i+1)
 }

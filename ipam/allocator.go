@@ -61,6 +61,10 @@ func (a *Allocator) RequestPool(req PoolRequest) (Pool, error) {
 	if err != nil {
 		return Pool{}, err
 	}
+	// After newPoolState, so a malformed subnet gets its own message.
+	if err := CheckSubnet("subnet", prefix); err != nil {
+		return Pool{}, err
+	}
 	if err := a.checkOverlap(p); err != nil {
 		return Pool{}, err
 	}

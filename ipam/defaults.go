@@ -115,6 +115,11 @@ func parseDefaultPool(entry string) (DefaultPool, error) {
 // on a conflict it jumps to the first aligned candidate after the conflicting
 // pool or route, so the cost is bounded by the number of conflicts.
 func (a *Allocator) nextDefault(v6 bool, avoid []netip.Prefix) (netip.Prefix, error) {
+	// Special-purpose ranges are skipped like host routes, so a base that
+	// covers one (0.0.0.0/1, say) still yields pools RequestPool accepts.
+	for _, r := range specialRanges() {
+		avoid = append(avoid[:len(avoid):len(avoid)], r.prefix)
+	}
 	avoided := mergeRoutes(avoid, v6)
 	conflict := func(lo, hi u128) (end u128, found bool) {
 		for _, space := range []string{LocalSpace, GlobalSpace} {

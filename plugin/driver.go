@@ -51,6 +51,9 @@ type Deps struct {
 	// any container is left to Docker before weft removes it (orphans.go);
 	// zero means defaultDetachedGrace.
 	DetachedGrace time.Duration
+	// ReservationGrace is how long an IPAM reservation may stay unclaimed
+	// (reservations.go); zero never releases one.
+	ReservationGrace time.Duration
 }
 
 // networkRecord is what the store keeps per network.
@@ -61,6 +64,9 @@ type networkRecord struct {
 	// gave the addresses, or for networks recorded before it was kept. Only
 	// with it does weft release an address Docker could not (orphans.go).
 	AddressSpace string `json:"address_space,omitempty"`
+	// Spaces maps each subnet to the address space its IPAM driver gave it
+	// in, to tell which other networks' subnets it may not overlap.
+	Spaces map[string]string `json:"spaces,omitempty"`
 }
 
 // endpointRecord is what the store keeps per endpoint.
@@ -88,6 +94,9 @@ type Driver struct {
 	// detached lists endpoints found detached from any container at start,
 	// to be removed after Deps.DetachedGrace unless Docker joins them.
 	detached map[string]bool
+	// pending maps each unclaimed IPAM reservation (a pool ID or an
+	// addressKey) to when it was made (reservations.go).
+	pending map[string]time.Time
 }
 
 // NewDriver returns a driver that accepts requests at once but answers them
@@ -103,6 +112,7 @@ func NewDriver(log *slog.Logger, scope string) (*Driver, error) {
 		nets:     map[string]*networkRecord{},
 		eps:      map[string]*endpointRecord{},
 		detached: map[string]bool{},
+		pending:  map[string]time.Time{},
 	}, nil
 }
 
@@ -212,7 +222,10 @@ func (d *Driver) loadIPAMLocked(ctx context.Context) error {
 		}
 		addrs[poolID] = append(addrs[poolID], addr)
 	}
-	return d.deps.IPAM.Restore(pools, addrs)
+	if err := d.deps.IPAM.Restore(pools, addrs); err != nil {
+		return err
+	}
+	return d.loadReservationsLocked(ctx)
 }
 
 // reconcileLocked hands each mode its networks and endpoints so it can
@@ -251,6 +264,20 @@ func (d *Driver) mode(name dataplane.ModeName) (dataplane.Mode, error) {
 		return nil, fmt.Errorf("mode %s is not available in this weft build yet; use -o mode=bridge", name)
 	}
 	return m, nil
+}
+
+// mutationTimeout bounds the work of one mutating call once it has begun:
+// long enough for a slow kernel or disk, short enough that a stuck call
+// cannot hold the state lock for ever.
+const mutationTimeout = 2 * time.Minute
+
+// detach gives a mutating call a context of its own. Once a call starts
+// changing kernel or store, it must finish (or roll back) even if dockerd
+// hangs up: a DeleteNetwork cut short between the kernel and the store would
+// leave a record whose network comes back at the next start. Values (not
+// cancellation) are kept from ctx.
+func detach(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), mutationTimeout)
 }
 
 // save writes ops durably; callers undo their kernel work when it fails.

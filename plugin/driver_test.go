@@ -131,7 +131,9 @@ func TestCreateNetworkConflictsAndModes(t *testing.T) {
 	if err := d.CreateNetwork(ctx, createReq(twin, nil)); err == nil || !strings.Contains(err.Error(), "same 12 characters") {
 		t.Fatalf("short-ID clash: %v", err)
 	}
-	err = d.CreateNetwork(ctx, createReq(other, map[string]any{optMode: "macvlan", optParent: "eth0"}))
+	mv := createReq(other, map[string]any{optMode: "macvlan", optParent: "eth0"})
+	mv.IPv4Data[0].Pool, mv.IPv4Data[0].Gateway = "10.2.0.0/24", "10.2.0.1/24"
+	err = d.CreateNetwork(ctx, mv)
 	if err == nil || !strings.Contains(err.Error(), "mode macvlan is not available") {
 		t.Fatalf("unwired mode: %v", err)
 	}
@@ -214,7 +216,7 @@ func TestEndpointFailuresLeaveNothing(t *testing.T) {
 	if err := d.CreateNetwork(ctx, createReq(testNetID, nil)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.CreateEndpoint(ctx, epReq("unknown", testEpID, "10.1.0.2/24", "")); err == nil || !strings.Contains(err.Error(), "not a weft network") {
+	if _, err := d.CreateEndpoint(ctx, epReq(strings.Repeat("9", 64), testEpID, "10.1.0.2/24", "")); err == nil || !strings.Contains(err.Error(), "not a weft network") {
 		t.Fatalf("endpoint on unknown network: %v", err)
 	}
 	if _, err := d.CreateEndpoint(ctx, epReq(testNetID, testEpID, "10.1.0.2", "")); err == nil {

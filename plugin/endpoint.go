@@ -3,9 +3,11 @@ package plugin
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/docker/go-plugins-helpers/network"
 
@@ -23,15 +25,20 @@ func (d *Driver) CreateEndpoint(ctx context.Context, req *network.CreateEndpoint
 	if err := d.wait(ctx); err != nil {
 		return nil, err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	nr, ok := d.nets[req.NetworkID]
-	if !ok {
-		return nil, fmt.Errorf("network %s is not a weft network (%w); was it created before weft's state was reset?", dataplane.ShortID(req.NetworkID), errNotFound)
-	}
-	n := nr.Network
 	ep, generated, err := parseEndpoint(req)
 	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := detach(ctx)
+	defer cancel()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	nr, ok := d.nets[ep.NetworkID]
+	if !ok {
+		return nil, fmt.Errorf("network %s is not a weft network (%w); was it created before weft's state was reset?", dataplane.ShortID(ep.NetworkID), errNotFound)
+	}
+	n := nr.Network
+	if err := checkEndpointAddrs(n, ep); err != nil {
 		return nil, err
 	}
 	if old, ok := d.eps[ep.ID]; ok {
@@ -40,6 +47,13 @@ func (d *Driver) CreateEndpoint(ctx context.Context, req *network.CreateEndpoint
 			return nil, fmt.Errorf("endpoint %s already exists with different settings", dataplane.ShortID(ep.ID))
 		}
 		return endpointResponse(old), nil
+	}
+	// Kernel links carry the first 12 characters of the endpoint ID: a
+	// second endpoint sharing them would take over the first one's veth.
+	for id := range d.eps {
+		if dataplane.ShortID(id) == dataplane.ShortID(ep.ID) {
+			return nil, fmt.Errorf("endpoint ID %s starts with the same 12 characters as endpoint %s, and weft names links after them; start the container again to get a new endpoint ID", ep.ID, id)
+		}
 	}
 	mode, err := d.mode(n.Mode)
 	if err != nil {
@@ -50,45 +64,94 @@ func (d *Driver) CreateEndpoint(ctx context.Context, req *network.CreateEndpoint
 	if err != nil {
 		return nil, err
 	}
+	claims := d.claimEndpointLocked(nr, ep)
 	if err := mode.CreateEndpoint(ctx, n, ep); err != nil {
 		return nil, fmt.Errorf("creating endpoint %s on network %s: %w", dataplane.ShortID(ep.ID), dataplane.ShortID(n.ID), err)
 	}
-	if err := d.save(ctx, op); err != nil {
+	crashPoint("CreateEndpoint/kernel")
+	if err := d.save(ctx, append(claimOps(claims), op)...); err != nil {
 		d.undo("endpoint", ep.ID, mode.DeleteEndpoint(ctx, n, ep))
 		return nil, err
 	}
+	crashPoint("CreateEndpoint/saved")
+	d.claimedLocked(claims)
 	d.eps[ep.ID] = rec
 	d.log.Info("endpoint created", "network", dataplane.ShortID(n.ID), "endpoint", dataplane.ShortID(ep.ID), "ipv4", ep.IPv4, "ipv6", ep.IPv6)
 	return endpointResponse(rec), nil
 }
 
-// parseEndpoint reads the addresses Docker assigned and picks the MAC.
+// parseEndpoint reads the IDs, the addresses Docker assigned and the MAC,
+// each in its canonical form.
 func parseEndpoint(req *network.CreateEndpointRequest) (dataplane.Endpoint, bool, error) {
-	ep := dataplane.Endpoint{ID: req.EndpointID, NetworkID: req.NetworkID}
-	if ep.ID == "" {
-		return ep, false, fmt.Errorf("%w: the request has no EndpointID", ErrInvalidOption)
+	ep := dataplane.Endpoint{ID: dataplane.CanonicalID(req.EndpointID), NetworkID: dataplane.CanonicalID(req.NetworkID)}
+	if err := checkID("endpoint", ep.ID); err != nil {
+		return ep, false, err
+	}
+	if err := checkID("network", ep.NetworkID); err != nil {
+		return ep, false, err
 	}
 	var mac string
 	if in := req.Interface; in != nil {
 		var err error
-		if ep.IPv4, err = parseOptionalPrefix(in.Address); err != nil {
-			return ep, false, fmt.Errorf("endpoint address %q is not an IPv4 address with prefix length", in.Address)
+		if ep.IPv4, err = parseEndpointPrefix(in.Address, false); err != nil {
+			return ep, false, fmt.Errorf("%w: endpoint address %q: %w", ErrInvalidOption, in.Address, err)
 		}
-		if ep.IPv6, err = parseOptionalPrefix(in.AddressIPv6); err != nil {
-			return ep, false, fmt.Errorf("endpoint address %q is not an IPv6 address with prefix length", in.AddressIPv6)
+		if ep.IPv6, err = parseEndpointPrefix(in.AddressIPv6, true); err != nil {
+			return ep, false, fmt.Errorf("%w: endpoint address %q: %w", ErrInvalidOption, in.AddressIPv6, err)
 		}
 		mac = in.MacAddress
 	}
 	if mac != "" {
 		hw, err := net.ParseMAC(mac)
 		if err != nil || len(hw) != 6 {
-			return ep, false, fmt.Errorf("MAC address %q is not a valid Ethernet address", mac)
+			return ep, false, fmt.Errorf("%w: MAC address %q is not a valid Ethernet address", ErrInvalidOption, mac)
+		}
+		if hw[0]&1 != 0 || [6]byte(hw) == [6]byte{} {
+			return ep, false, fmt.Errorf("%w: MAC address %s is a multicast or all-zero address, which an interface cannot have; use a unicast MAC such as 02:42:ac:11:00:02", ErrInvalidOption, hw)
 		}
 		ep.MAC = hw
 		return ep, false, nil
 	}
 	ep.MAC = endpointMAC(ep.ID)
 	return ep, true, nil
+}
+
+// parseEndpointPrefix reads an interface address ("10.1.0.2/24") of one
+// family; an empty string means none.
+func parseEndpointPrefix(s string, v6 bool) (netip.Prefix, error) {
+	if s == "" {
+		return netip.Prefix{}, nil
+	}
+	p, err := netip.ParsePrefix(s)
+	switch {
+	case err != nil:
+		return p, errors.New("not an IP address with prefix length")
+	case p.Addr().Zone() != "" || p.Addr().Is4In6():
+		return p, errors.New("a zoned or IPv4-mapped address cannot be an interface address")
+	case p.Addr().Is6() != v6:
+		if v6 {
+			return p, errors.New("not an IPv6 address")
+		}
+		return p, errors.New("not an IPv4 address")
+	}
+	return p, nil
+}
+
+// checkEndpointAddrs refuses an endpoint address outside every subnet of its
+// network's family: the kernel would route it nowhere, or somewhere else.
+func checkEndpointAddrs(n dataplane.Network, ep dataplane.Endpoint) error {
+	for _, c := range []struct {
+		addr    netip.Prefix
+		subnets []dataplane.Subnet
+	}{{ep.IPv4, n.IPv4}, {ep.IPv6, n.IPv6}} {
+		if !c.addr.IsValid() || len(c.subnets) == 0 {
+			continue
+		}
+		if !slices.ContainsFunc(c.subnets, func(s dataplane.Subnet) bool { return s.Pool.Contains(c.addr.Addr()) }) {
+			return fmt.Errorf("%w: endpoint address %s is in no subnet of network %s", ErrInvalidOption, c.addr, dataplane.ShortID(n.ID))
+		}
+	}
+	return nil
 }
 
 // endpointMAC derives a stable, locally administered unicast MAC from the
@@ -98,13 +161,6 @@ func endpointMAC(endpointID string) net.HardwareAddr {
 	mac := net.HardwareAddr(sum[:6])
 	mac[0] = mac[0]&0xfe | 0x02
 	return mac
-}
-
-func parseOptionalPrefix(s string) (netip.Prefix, error) {
-	if s == "" {
-		return netip.Prefix{}, nil
-	}
-	return netip.ParsePrefix(s)
 }
 
 func endpointResponse(r *endpointRecord) *network.CreateEndpointResponse {
@@ -122,7 +178,7 @@ func (d *Driver) EndpointInfo(ctx context.Context, req *network.InfoRequest) (*n
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	r, ok := d.eps[req.EndpointID]
+	r, ok := d.eps[dataplane.CanonicalID(req.EndpointID)]
 	if !ok {
 		return &network.InfoResponse{Value: map[string]string{}}, nil
 	}
@@ -134,9 +190,12 @@ func (d *Driver) DeleteEndpoint(ctx context.Context, req *network.DeleteEndpoint
 	if err := d.wait(ctx); err != nil {
 		return err
 	}
+	ctx, cancel := detach(ctx)
+	defer cancel()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	r, ok := d.eps[req.EndpointID]
+	id := dataplane.CanonicalID(req.EndpointID)
+	r, ok := d.eps[id]
 	if !ok {
 		return nil
 	}
@@ -146,18 +205,22 @@ func (d *Driver) DeleteEndpoint(ctx context.Context, req *network.DeleteEndpoint
 		return err
 	}
 	if err := mode.DeleteEndpoint(ctx, n, r.Endpoint); err != nil {
-		return fmt.Errorf("deleting endpoint %s: %w", dataplane.ShortID(req.EndpointID), err)
+		return fmt.Errorf("deleting endpoint %s: %w", dataplane.ShortID(id), err)
 	}
-	if err := d.save(ctx, store.Delete(bucketEndpoints, req.EndpointID)); err != nil {
+	crashPoint("DeleteEndpoint/kernel")
+	if err := d.save(ctx, store.Delete(bucketEndpoints, id)); err != nil {
 		return err
 	}
-	delete(d.eps, req.EndpointID)
-	d.log.Info("endpoint deleted", "network", dataplane.ShortID(n.ID), "endpoint", dataplane.ShortID(req.EndpointID))
+	crashPoint("DeleteEndpoint/saved")
+	delete(d.eps, id)
+	delete(d.detached, id)
+	d.log.Info("endpoint deleted", "network", dataplane.ShortID(n.ID), "endpoint", dataplane.ShortID(id))
 	return nil
 }
 
 // lookupLocked returns an endpoint and its network.
 func (d *Driver) lookupLocked(networkID, endpointID string) (dataplane.Network, dataplane.Endpoint, dataplane.Mode, error) {
+	networkID, endpointID = dataplane.CanonicalID(networkID), dataplane.CanonicalID(endpointID)
 	r, ok := d.eps[endpointID]
 	if !ok || r.Endpoint.NetworkID != networkID {
 		return dataplane.Network{}, dataplane.Endpoint{}, nil, fmt.Errorf("endpoint %s of network %s: %w", dataplane.ShortID(endpointID), dataplane.ShortID(networkID), errNotFound)
@@ -172,6 +235,8 @@ func (d *Driver) Join(ctx context.Context, req *network.JoinRequest) (*network.J
 	if err := d.wait(ctx); err != nil {
 		return nil, err
 	}
+	ctx, cancel := detach(ctx)
+	defer cancel()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	n, ep, mode, err := d.lookupLocked(req.NetworkID, req.EndpointID)
@@ -183,6 +248,7 @@ func (d *Driver) Join(ctx context.Context, req *network.JoinRequest) (*network.J
 	if err != nil {
 		return nil, fmt.Errorf("joining endpoint %s: %w", dataplane.ShortID(ep.ID), err)
 	}
+	crashPoint("Join/kernel")
 	resp := &network.JoinResponse{
 		InterfaceName:         network.InterfaceName{SrcName: info.SrcName, DstPrefix: info.DstPrefix},
 		DisableGatewayService: info.DisableGatewayService,
@@ -208,13 +274,19 @@ func (d *Driver) Leave(ctx context.Context, req *network.LeaveRequest) error {
 	if err := d.wait(ctx); err != nil {
 		return err
 	}
+	ctx, cancel := detach(ctx)
+	defer cancel()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	n, ep, mode, err := d.lookupLocked(req.NetworkID, req.EndpointID)
 	if err != nil {
 		return nil //nolint:nilerr // Leave of an unknown endpoint succeeds (idempotent)
 	}
-	return mode.Leave(ctx, n, ep)
+	if err := mode.Leave(ctx, n, ep); err != nil {
+		return err
+	}
+	crashPoint("Leave/kernel")
+	return nil
 }
 
 // ProgramExternalConnectivity publishes the container's ports (`docker run
@@ -228,9 +300,11 @@ func (d *Driver) ProgramExternalConnectivity(ctx context.Context, req *network.P
 	if err != nil {
 		return err
 	}
+	ctx, cancel := detach(ctx)
+	defer cancel()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.programPortsLocked(ctx, req.NetworkID, req.EndpointID, bindings)
+	return d.programPortsLocked(ctx, dataplane.CanonicalID(req.NetworkID), dataplane.CanonicalID(req.EndpointID), bindings)
 }
 
 // RevokeExternalConnectivity removes exactly what ProgramExternalConnectivity
@@ -239,9 +313,15 @@ func (d *Driver) RevokeExternalConnectivity(ctx context.Context, req *network.Re
 	if err := d.wait(ctx); err != nil {
 		return err
 	}
+	ctx, cancel := detach(ctx)
+	defer cancel()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	rec, err := d.getPortsLocked(ctx, req.EndpointID)
+	id := dataplane.CanonicalID(req.EndpointID)
+	if _, ok := d.eps[id]; !ok && dataplane.CheckID(id) != nil {
+		return nil // not an ID: it cannot have published ports
+	}
+	rec, err := d.getPortsLocked(ctx, id)
 	if err != nil || rec == nil {
 		return err
 	}

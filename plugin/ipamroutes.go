@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	dipam "github.com/docker/go-plugins-helpers/ipam"
 
@@ -54,20 +55,29 @@ func (d *Driver) RequestPool(ctx context.Context, req *dipam.RequestPoolRequest)
 			return nil, err
 		}
 	}
+	ctx, cancel := detach(ctx)
+	defer cancel()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	pool, err := d.deps.IPAM.RequestPool(pr)
 	if err != nil {
 		return nil, err
 	}
+	now := time.Now()
 	op, err := putJSON(bucketPools, pool.ID, pool)
+	var res store.Op
 	if err == nil {
-		err = d.save(ctx, op)
+		res, err = d.reserveOp(pool.ID, now)
+	}
+	if err == nil {
+		err = d.save(ctx, op, res)
 	}
 	if err != nil {
 		d.undo("pool", pool.ID, d.deps.IPAM.ReleasePool(pool.ID))
 		return nil, err
 	}
+	d.pending[pool.ID] = now
+	crashPoint("RequestPool/saved")
 	d.log.Info("pool reserved", "pool", pool.ID)
 	return &dipam.RequestPoolResponse{PoolID: pool.ID, Pool: pool.Prefix.String(), Data: map[string]string{}}, nil
 }
@@ -87,6 +97,8 @@ func (d *Driver) hostRoutes() ([]netip.Prefix, error) {
 	return out, nil
 }
 
+// parseRequestPrefix reads --subnet or --ip-range as sent by dockerd. The
+// allocator checks the prefix's shape (canonical, not IPv4-mapped) and range.
 func parseRequestPrefix(s, flag string) (netip.Prefix, error) {
 	if s == "" {
 		return netip.Prefix{}, nil
@@ -103,20 +115,50 @@ func (d *Driver) ReleasePool(ctx context.Context, req *dipam.ReleasePoolRequest)
 	if err := d.wait(ctx); err != nil {
 		return err
 	}
+	ctx, cancel := detach(ctx)
+	defer cancel()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if _, ok := d.deps.IPAM.Pool(req.PoolID); !ok {
+	if err := d.releasePoolLocked(ctx, req.PoolID); err != nil {
+		return err
+	}
+	crashPoint("ReleasePool/saved")
+	return nil
+}
+
+// releasePoolLocked forgets a pool, its addresses and their reservations,
+// durably first; an unknown pool is already released.
+func (d *Driver) releasePoolLocked(ctx context.Context, id string) error {
+	pool, ok := d.deps.IPAM.Pool(id)
+	if !ok {
 		return nil
 	}
-	ops := []store.Op{store.Delete(bucketPools, req.PoolID)}
-	for _, a := range d.deps.IPAM.Allocated(req.PoolID) {
-		ops = append(ops, store.Delete(bucketAddresses, addressKey(req.PoolID, a)))
+	now := time.Now()
+	ops := []store.Op{store.Delete(bucketPools, id), store.Delete(bucketReservations, id)}
+	nets := d.networksOfPoolLocked(pool)
+	for _, nid := range nets {
+		op, err := d.reserveOp(releasedKey(nid), now)
+		if err != nil {
+			return err
+		}
+		ops = append(ops, op)
+	}
+	addrs := d.deps.IPAM.Allocated(id)
+	for _, a := range addrs {
+		ops = append(ops, store.Delete(bucketAddresses, addressKey(id, a)), store.Delete(bucketReservations, addressKey(id, a)))
 	}
 	if err := d.save(ctx, ops...); err != nil {
 		return err
 	}
-	d.log.Info("pool released", "pool", req.PoolID)
-	return d.deps.IPAM.ReleasePool(req.PoolID)
+	delete(d.pending, id)
+	for _, a := range addrs {
+		delete(d.pending, addressKey(id, a))
+	}
+	for _, nid := range nets {
+		d.pending[releasedKey(nid)] = now
+	}
+	d.log.Info("pool released", "pool", id)
+	return d.deps.IPAM.ReleasePool(id)
 }
 
 // RequestAddress hands out an address: the one asked for (--ip, --gateway,
@@ -129,45 +171,72 @@ func (d *Driver) RequestAddress(ctx context.Context, req *dipam.RequestAddressRe
 	if req.Address != "" {
 		var err error
 		if want, err = parseAddrOrPrefix(req.Address); err != nil {
-			return nil, fmt.Errorf("%w: address %q is not an IP address", ErrInvalidOption, req.Address)
+			return nil, fmt.Errorf("%w: address %q: %w", ErrInvalidOption, req.Address, err)
 		}
 	}
 	gateway := req.Options[keyRequestAddressType] == valueGateway
+	ctx, cancel := detach(ctx)
+	defer cancel()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	addr, err := d.deps.IPAM.RequestAddress(req.PoolID, want, gateway)
 	if err != nil {
 		return nil, err
 	}
+	now := time.Now()
+	key := addressKey(req.PoolID, addr.Addr())
 	pool, _ := d.deps.IPAM.Pool(req.PoolID)
-	ops := []store.Op{store.Put(bucketAddresses, addressKey(req.PoolID, addr.Addr()), []byte{})}
 	op, err := putJSON(bucketPools, pool.ID, pool) // carries the cursor
+	var res store.Op
 	if err == nil {
-		err = d.save(ctx, append(ops, op)...)
+		res, err = d.reserveOp(key, now)
+	}
+	if err == nil {
+		err = d.save(ctx, store.Put(bucketAddresses, key, []byte{}), op, res)
 	}
 	if err != nil {
 		d.undo("address", addr.String(), d.deps.IPAM.ReleaseAddress(req.PoolID, addr.Addr()))
 		return nil, err
 	}
+	d.pending[key] = now
+	crashPoint("RequestAddress/saved")
 	return &dipam.RequestAddressResponse{Address: addr.String(), Data: map[string]string{}}, nil
 }
 
-// ReleaseAddress returns an address to its pool; unknown addresses are fine
-// (dockerd releases gateways it never requested).
+// ReleaseAddress returns an address to its pool; unknown pools and addresses
+// are fine (dockerd releases gateways it never requested).
 func (d *Driver) ReleaseAddress(ctx context.Context, req *dipam.ReleaseAddressRequest) error {
 	if err := d.wait(ctx); err != nil {
 		return err
 	}
 	a, err := parseAddrOrPrefix(req.Address)
 	if err != nil {
-		return fmt.Errorf("%w: address %q is not an IP address", ErrInvalidOption, req.Address)
+		return fmt.Errorf("%w: address %q: %w", ErrInvalidOption, req.Address, err)
 	}
+	ctx, cancel := detach(ctx)
+	defer cancel()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if err := d.save(ctx, store.Delete(bucketAddresses, addressKey(req.PoolID, a))); err != nil {
+	if err := d.releaseAddressLocked(ctx, req.PoolID, a); err != nil {
 		return err
 	}
-	return d.deps.IPAM.ReleaseAddress(req.PoolID, a)
+	crashPoint("ReleaseAddress/saved")
+	return nil
+}
+
+// releaseAddressLocked frees one address and its reservation, durably first.
+// Only an address IPAM holds reaches the store, so a hand-made pool ID never
+// becomes a store key.
+func (d *Driver) releaseAddressLocked(ctx context.Context, poolID string, a netip.Addr) error {
+	if !d.deps.IPAM.IsAllocated(poolID, a) {
+		return nil
+	}
+	key := addressKey(poolID, a)
+	if err := d.save(ctx, store.Delete(bucketAddresses, key), store.Delete(bucketReservations, key)); err != nil {
+		return err
+	}
+	delete(d.pending, key)
+	return d.deps.IPAM.ReleaseAddress(poolID, a)
 }
 
 // poolOfLocked finds the pool weft's IPAM holds for subnet in space: pools of

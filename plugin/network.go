@@ -2,7 +2,9 @@ package plugin
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/netip"
 	"reflect"
 	"slices"
 
@@ -32,6 +34,8 @@ func (d *Driver) CreateNetwork(ctx context.Context, req *network.CreateNetworkRe
 	if err != nil {
 		return err
 	}
+	ctx, cancel := detach(ctx)
+	defer cancel()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if old, ok := d.nets[n.ID]; ok {
@@ -40,14 +44,17 @@ func (d *Driver) CreateNetwork(ctx context.Context, req *network.CreateNetworkRe
 		}
 		return fmt.Errorf("network %s already exists with different settings", dataplane.ShortID(n.ID))
 	}
-	if err := d.checkConflictsLocked(n); err != nil {
+	rec := &networkRecord{Network: n, AddressSpace: weftAddressSpace(req), Spaces: subnetSpaces(req)}
+	if err := d.dropReleasedOverlapsLocked(ctx, rec); err != nil {
+		return err
+	}
+	if err := d.checkConflictsLocked(rec); err != nil {
 		return err
 	}
 	mode, err := d.mode(n.Mode)
 	if err != nil {
 		return err
 	}
-	rec := &networkRecord{Network: n, AddressSpace: weftAddressSpace(req)}
 	op, err := putJSON(bucketNetworks, n.ID, rec)
 	if err != nil {
 		return err
@@ -56,15 +63,19 @@ func (d *Driver) CreateNetwork(ctx context.Context, req *network.CreateNetworkRe
 	if err != nil {
 		return err
 	}
+	claims := d.claimNetworkLocked(rec)
 	if err := mode.CreateNetwork(ctx, n); err != nil {
 		d.unshareLocked(shared)
 		return fmt.Errorf("creating %s network %s: %w", n.Mode, dataplane.ShortID(n.ID), err)
 	}
-	if err := d.save(ctx, append(poolOps, op)...); err != nil {
+	crashPoint("CreateNetwork/kernel")
+	if err := d.save(ctx, append(append(poolOps, claimOps(claims)...), op)...); err != nil {
 		d.unshareLocked(shared)
 		d.undo("network", n.ID, mode.DeleteNetwork(ctx, n))
 		return err
 	}
+	crashPoint("CreateNetwork/saved")
+	d.claimedLocked(claims)
 	d.nets[n.ID] = rec
 	d.log.Info("network created", "network", dataplane.ShortID(n.ID), "mode", n.Mode)
 	return nil
@@ -124,8 +135,24 @@ func (d *Driver) unshareLocked(ids []string) {
 	}
 }
 
+// subnetSpaces maps each subnet of the request to the address space its IPAM
+// driver put it in.
+func subnetSpaces(req *network.CreateNetworkRequest) map[string]string {
+	out := map[string]string{}
+	for _, data := range append(slices.Clone(req.IPv4Data), req.IPv6Data...) {
+		if data == nil {
+			continue
+		}
+		if p, err := netip.ParsePrefix(data.Pool); err == nil {
+			out[p.Masked().String()] = data.AddressSpace
+		}
+	}
+	return out
+}
+
 // checkConflictsLocked refuses settings that collide with another weft network.
-func (d *Driver) checkConflictsLocked(n dataplane.Network) error {
+func (d *Driver) checkConflictsLocked(rec *networkRecord) error {
+	n := rec.Network
 	for id, r := range d.nets {
 		o := r.Network
 		// Kernel objects and firewall rules carry the short ID; two networks
@@ -137,6 +164,31 @@ func (d *Driver) checkConflictsLocked(n dataplane.Network) error {
 		if n.Mode == dataplane.Bridge && o.Mode == dataplane.Bridge && o.Bridge.Name == n.Bridge.Name {
 			return fmt.Errorf("%w: bridge name %q is already used by weft network %s", ErrInvalidOption, n.Bridge.Name, dataplane.ShortID(id))
 		}
+		if err := overlapConflict(rec, r); err != nil {
+			return fmt.Errorf("%w (weft network %s); choose another --subnet", err, dataplane.ShortID(id))
+		}
+	}
+	return nil
+}
+
+// overlapConflict refuses a subnet overlapping one of another network that
+// shares its address space. Two bridge networks always share one: both put
+// their subnets in the host's routing table, so an overlap would send one
+// network's traffic to the other (Docker's bridge driver refuses it too).
+// Other networks share a space when their IPAM drivers put both subnets in
+// the same one.
+func overlapConflict(a, b *networkRecord) error {
+	bothBridges := a.Network.Mode == dataplane.Bridge && b.Network.Mode == dataplane.Bridge
+	for _, sa := range append(slices.Clone(a.Network.IPv4), a.Network.IPv6...) {
+		for _, sb := range append(slices.Clone(b.Network.IPv4), b.Network.IPv6...) {
+			if !sa.Pool.Overlaps(sb.Pool) {
+				continue
+			}
+			spaceA, spaceB := a.Spaces[sa.Pool.String()], b.Spaces[sb.Pool.String()]
+			if bothBridges || (spaceA != "" && spaceA == spaceB) {
+				return fmt.Errorf("%w: subnet %s overlaps subnet %s", ErrInvalidOption, sa.Pool, sb.Pool)
+			}
+		}
 	}
 	return nil
 }
@@ -147,39 +199,61 @@ func (d *Driver) DeleteNetwork(ctx context.Context, req *network.DeleteNetworkRe
 	if err := d.wait(ctx); err != nil {
 		return err
 	}
+	ctx, cancel := detach(ctx)
+	defer cancel()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	r, ok := d.nets[req.NetworkID]
+	r, ok := d.nets[dataplane.CanonicalID(req.NetworkID)]
 	if !ok {
-		return nil
+		return nil // unknown (or not an ID at all): nothing to delete
 	}
+	return d.deleteNetworkLocked(ctx, r)
+}
+
+// deleteNetworkLocked removes a network, the endpoints Docker never deleted,
+// and its pending-deletion mark. The records go first: a weft killed half-way
+// then forgets the network, and reconciliation at the next start removes the
+// kernel objects no record owns; the other order would bring a network Docker
+// no longer has back to life, rules and all. A kernel error after the write
+// is reported, and the same reconciliation removes what is left.
+func (d *Driver) deleteNetworkLocked(ctx context.Context, r *networkRecord) error {
 	n := r.Network
 	mode, err := d.mode(n.Mode)
 	if err != nil {
 		return err
 	}
-	ops := []store.Op{store.Delete(bucketNetworks, n.ID)}
-	var leaked []string
+	ops := []store.Op{store.Delete(bucketNetworks, n.ID), store.Delete(bucketReservations, releasedKey(n.ID))}
+	var leftover []dataplane.Endpoint
 	for id, ep := range d.eps {
 		if ep.Endpoint.NetworkID == n.ID {
-			if err := mode.DeleteEndpoint(ctx, n, ep.Endpoint); err != nil {
-				return fmt.Errorf("removing leftover endpoint %s of network %s: %w", dataplane.ShortID(id), dataplane.ShortID(n.ID), err)
-			}
 			ops = append(ops, store.Delete(bucketEndpoints, id))
-			leaked = append(leaked, id)
+			leftover = append(leftover, ep.Endpoint)
 		}
-	}
-	if err := mode.DeleteNetwork(ctx, n); err != nil {
-		return fmt.Errorf("deleting %s network %s: %w", n.Mode, dataplane.ShortID(n.ID), err)
 	}
 	if err := d.save(ctx, ops...); err != nil {
 		return err
 	}
-	for _, id := range leaked {
-		delete(d.eps, id)
+	crashPoint("DeleteNetwork/saved")
+	for _, ep := range leftover {
+		delete(d.eps, ep.ID)
+		delete(d.detached, ep.ID)
 	}
 	delete(d.nets, n.ID)
-	d.log.Info("network deleted", "network", dataplane.ShortID(n.ID), "leftover_endpoints", len(leaked))
+	delete(d.pending, releasedKey(n.ID))
+	var errs []error
+	for _, ep := range leftover {
+		if err := mode.DeleteEndpoint(ctx, n, ep); err != nil {
+			errs = append(errs, fmt.Errorf("removing leftover endpoint %s of network %s: %w", dataplane.ShortID(ep.ID), dataplane.ShortID(n.ID), err))
+		}
+	}
+	if err := mode.DeleteNetwork(ctx, n); err != nil {
+		errs = append(errs, fmt.Errorf("deleting %s network %s: %w", n.Mode, dataplane.ShortID(n.ID), err))
+	}
+	crashPoint("DeleteNetwork/kernel")
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w; weft removes what is left when it next starts", err)
+	}
+	d.log.Info("network deleted", "network", dataplane.ShortID(n.ID), "leftover_endpoints", len(leftover))
 	return nil
 }
 

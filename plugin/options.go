@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/weftnet/weft/dataplane"
+	"github.com/weftnet/weft/ipam"
 )
 
 // Option names users pass with `docker network create -o`. Docker's own names
@@ -77,9 +78,9 @@ type ipamData struct {
 // parseNetwork validates a CreateNetwork request into a dataplane.Network.
 // It has no side effects; every refusal names the option and what is accepted.
 func parseNetwork(req networkRequest) (dataplane.Network, error) {
-	n := dataplane.Network{ID: req.ID}
-	if req.ID == "" {
-		return n, fmt.Errorf("%w: the request has no NetworkID", ErrInvalidOption)
+	n := dataplane.Network{ID: dataplane.CanonicalID(req.ID)}
+	if err := checkID("network", n.ID); err != nil {
+		return n, err
 	}
 	generic, err := genericOptions(req.Options)
 	if err != nil {
@@ -208,6 +209,9 @@ func stringBool(generic map[string]string, key string, def bool) (bool, error) {
 
 // parseSubnets turns IPv4Data/IPv6Data into subnets. Docker's null IPAM sends
 // 0.0.0.0/0 with no gateway; such an entry means "no subnet" and is dropped.
+// Every other pool must be one a container network can have, whichever IPAM
+// driver chose it: a default-route pool would, for one, get a MASQUERADE
+// rule with no source limit that NATs every forwarded packet on the host.
 func parseSubnets(data []ipamData, v6 bool) ([]dataplane.Subnet, error) {
 	family := "IPv4"
 	if v6 {
@@ -219,20 +223,27 @@ func parseSubnets(data []ipamData, v6 bool) ([]dataplane.Subnet, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s pool %q is not a CIDR subnet", ErrInvalidOption, family, d.Pool)
 		}
-		if pool.Addr().Is6() != v6 {
+		if pool.Addr().Is6() != v6 || pool.Addr().Zone() != "" {
 			return nil, fmt.Errorf("%w: pool %s is not an %s subnet", ErrInvalidOption, pool, family)
 		}
-		if pool.Bits() == 0 && d.Gateway == "" {
+		if pool.Bits() == 0 && d.Gateway == "" && !v6 && pool.Addr().IsUnspecified() {
 			continue
 		}
-		s := dataplane.Subnet{Pool: pool.Masked()}
+		pool = pool.Masked()
+		if err := ipam.CheckSubnet("subnet", pool); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
+		}
+		s := dataplane.Subnet{Pool: pool}
 		if d.Gateway != "" {
 			gw, err := parseAddrOrPrefix(d.Gateway)
 			if err != nil {
-				return nil, fmt.Errorf("%w: gateway %q of pool %s is not an IP address", ErrInvalidOption, d.Gateway, pool)
+				return nil, fmt.Errorf("%w: gateway %q of pool %s: %w", ErrInvalidOption, d.Gateway, pool, err)
 			}
 			if !pool.Contains(gw) {
 				return nil, fmt.Errorf("%w: gateway %s is outside pool %s", ErrInvalidOption, gw, pool)
+			}
+			if err := checkGateway(pool, gw); err != nil {
+				return nil, err
 			}
 			s.Gateway = gw
 		}
@@ -241,13 +252,47 @@ func parseSubnets(data []ipamData, v6 bool) ([]dataplane.Subnet, error) {
 	return out, nil
 }
 
-// parseAddrOrPrefix accepts "10.0.0.1" or "10.0.0.1/24" (Docker sends the latter).
-func parseAddrOrPrefix(s string) (netip.Addr, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		return p.Addr(), err
+// checkGateway refuses an IPv4 gateway that is its subnet's network or
+// broadcast address: hosts would send to the whole subnet, or to nobody.
+// /31 and /32 have no such addresses (RFC 3021).
+func checkGateway(pool netip.Prefix, gw netip.Addr) error {
+	if !gw.Is4() || pool.Bits() >= 31 {
+		return nil
 	}
-	return netip.ParseAddr(s)
+	if gw == pool.Addr() {
+		return fmt.Errorf("%w: gateway %s is the network address of %s; use a host address such as %s", ErrInvalidOption, gw, pool, pool.Addr().Next())
+	}
+	b := pool.Addr().As4()
+	host := uint32(1)<<(32-pool.Bits()) - 1
+	v := (uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])) | host
+	if gw == netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}) {
+		return fmt.Errorf("%w: gateway %s is the broadcast address of %s; use a host address such as %s", ErrInvalidOption, gw, pool, pool.Addr().Next())
+	}
+	return nil
+}
+
+// parseAddrOrPrefix accepts "10.0.0.1" or "10.0.0.1/24" (Docker sends the
+// latter) and returns the address in its one canonical form: an
+// IPv4-mapped IPv6 address becomes the IPv4 address it denotes (it would
+// otherwise be a second spelling of one address in keys and records), and a
+// zone (fe80::1%eth0) is refused.
+func parseAddrOrPrefix(s string) (netip.Addr, error) {
+	var a netip.Addr
+	var err error
+	if strings.Contains(s, "/") {
+		var p netip.Prefix
+		p, err = netip.ParsePrefix(s)
+		a = p.Addr()
+	} else {
+		a, err = netip.ParseAddr(s)
+	}
+	switch {
+	case err != nil:
+		return netip.Addr{}, errors.New("not an IP address")
+	case a.Zone() != "":
+		return netip.Addr{}, errors.New("an address with a zone (%...) cannot be a container address")
+	}
+	return a.Unmap(), nil
 }
 
 // parseBridge fills the bridge-mode settings with Docker's defaults.
@@ -257,7 +302,7 @@ func parseBridge(n *dataplane.Network, generic map[string]string) error {
 	b.Name = generic[optBridgeName]
 	if b.Name == "" {
 		b.Name = dataplane.DefaultBridgeName(n.ID)
-	} else if err := validLinkName(b.Name); err != nil {
+	} else if err := dataplane.CheckLinkName(b.Name); err != nil {
 		return fmt.Errorf("%w: %s=%q: %w", ErrInvalidOption, optBridgeName, b.Name, err)
 	}
 	if b.EnableICC, err = stringBool(generic, optEnableICC, true); err != nil {
@@ -304,7 +349,7 @@ func parseMacvlan(n *dataplane.Network, generic map[string]string) error {
 	if m.Parent == "" {
 		return nil
 	}
-	if err := validLinkName(m.Parent); err != nil {
+	if err := dataplane.CheckLinkName(m.Parent); err != nil {
 		return fmt.Errorf("%w: %s=%q: %w", ErrInvalidOption, optParent, m.Parent, err)
 	}
 	if i := strings.LastIndexByte(m.Parent, '.'); i >= 0 {
@@ -336,13 +381,11 @@ func parseVxlan(n *dataplane.Network, generic map[string]string) error {
 	return nil
 }
 
-// validLinkName checks a user-chosen link name the way the kernel will.
-func validLinkName(name string) error {
-	if len(name) > dataplane.MaxLinkName {
-		return fmt.Errorf("link names are at most %d bytes", dataplane.MaxLinkName)
-	}
-	if name == "." || name == ".." || strings.ContainsAny(name, "/: \t\n") {
-		return errors.New("link names cannot contain '/', ':' or spaces")
+// checkID refuses an object ID weft would not take literally everywhere it
+// goes (kind is "network" or "endpoint"); id is already canonical.
+func checkID(kind, id string) error {
+	if err := dataplane.CheckID(id); err != nil {
+		return fmt.Errorf("%w: %s ID %q: %w", ErrInvalidOption, kind, id, err)
 	}
 	return nil
 }

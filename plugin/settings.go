@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/weftnet/weft/ipam"
 )
@@ -25,6 +26,10 @@ type Settings struct {
 	Store        string // "" = bbolt file in StateDir
 	Scope        string
 	DefaultPools []ipam.DefaultPool
+	// ReservationGrace is how long an IPAM pool or address may stay reserved
+	// without a network or endpoint using it before weft releases it
+	// (reservations.go); zero turns the release off.
+	ReservationGrace time.Duration
 }
 
 // StoreFile is the bbolt file used when no cluster store is configured.
@@ -43,6 +48,7 @@ func settingTable() []setting {
 		{"store", "WEFT_STORE", "", "state store: empty for the embedded file, etcd://host:2379,... for a cluster"},
 		{"scope", "WEFT_SCOPE", ScopeLocal, "network scope announced to Docker: local or global"},
 		{"default-pools", "WEFT_DEFAULT_POOLS", ipam.DefaultPoolsSetting, "pools for networks created without --subnet: base=CIDR,size=N;..."},
+		{"reservation-grace", "WEFT_RESERVATION_GRACE", DefaultReservationGrace.String(), "release IPAM pools and addresses no network or container claimed within this time (0 = never)"},
 		{"vtep-addr", "WEFT_VTEP_ADDR", "", "this host's underlay address for vxlan networks"},
 		{"metrics-addr", "WEFT_METRICS_ADDR", "", "address to serve metrics on (off when empty)"},
 		{"etcd-ca", "WEFT_ETCD_CA", "", "CA file for etcd TLS"},
@@ -102,6 +108,10 @@ func ParseSettings(args []string, getenv func(string) string, usageOut io.Writer
 	}
 	if st.DefaultPools, err = ipam.ParseDefaultPools(*vals["default-pools"]); err != nil {
 		return st, fmt.Errorf("WEFT_DEFAULT_POOLS: %w", err)
+	}
+	g := *vals["reservation-grace"]
+	if st.ReservationGrace, err = time.ParseDuration(g); err != nil || st.ReservationGrace < 0 {
+		return st, fmt.Errorf("WEFT_RESERVATION_GRACE %q is not valid: use a duration such as 2m or 90s, or 0 to never release unclaimed reservations", g)
 	}
 	for _, name := range []string{"vtep-addr", "metrics-addr", "etcd-ca", "etcd-cert", "etcd-key"} {
 		if *vals[name] != "" {

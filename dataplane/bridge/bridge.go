@@ -100,10 +100,10 @@ func (m *Mode) validateNetwork(n dataplane.Network) error {
 	if n.Mode != dataplane.Bridge {
 		return fmt.Errorf("network %s has mode %q, not %q", dataplane.ShortID(n.ID), n.Mode, dataplane.Bridge)
 	}
-	if !validID.MatchString(n.ID) {
+	if dataplane.CheckID(n.ID) != nil {
 		return fmt.Errorf("invalid network ID %q", n.ID)
 	}
-	if err := validLinkName(bridgeName(n)); err != nil {
+	if err := dataplane.CheckLinkName(bridgeName(n)); err != nil {
 		return fmt.Errorf("bridge name %q: %w", bridgeName(n), err)
 	}
 	if n.MTU != 0 && (n.MTU < 68 || n.MTU > 65535) {
@@ -135,17 +135,6 @@ func validSubnet(s dataplane.Subnet, v4 bool) error {
 	}
 	if s.Gateway.IsValid() && (s.Gateway.Is4() != v4 || !s.Pool.Contains(s.Gateway)) {
 		return fmt.Errorf("gateway %s is not in subnet %s", s.Gateway, s.Pool)
-	}
-	return nil
-}
-
-// validLinkName checks a link name the way the kernel will.
-func validLinkName(name string) error {
-	if name == "" || len(name) > dataplane.MaxLinkName {
-		return fmt.Errorf("link names are 1 to %d bytes", dataplane.MaxLinkName)
-	}
-	if name == "." || name == ".." || strings.ContainsAny(name, "/: \t\n") {
-		return errors.New("link names cannot contain '/', ':' or spaces")
 	}
 	return nil
 }
@@ -266,7 +255,7 @@ func (m *Mode) ensureNetwork(n dataplane.Network, withBase bool) (err error) {
 func (m *Mode) DeleteNetwork(ctx context.Context, n dataplane.Network) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !validID.MatchString(n.ID) {
+	if dataplane.CheckID(n.ID) != nil {
 		return fmt.Errorf("invalid network ID %q", n.ID)
 	}
 	name := bridgeName(n)
@@ -293,10 +282,10 @@ func (m *Mode) DeleteNetwork(ctx context.Context, n dataplane.Network) error {
 
 // validateEndpoint checks ep (and that it belongs to n).
 func validateEndpoint(n dataplane.Network, ep dataplane.Endpoint) error {
-	if !validID.MatchString(n.ID) {
+	if dataplane.CheckID(n.ID) != nil {
 		return fmt.Errorf("invalid network ID %q", n.ID)
 	}
-	if !validID.MatchString(ep.ID) {
+	if dataplane.CheckID(ep.ID) != nil {
 		return fmt.Errorf("invalid endpoint ID %q", ep.ID)
 	}
 	if ep.NetworkID != "" && ep.NetworkID != n.ID {
@@ -355,7 +344,7 @@ func ownedVeth(l netlink.Link) bool {
 func (m *Mode) DeleteEndpoint(ctx context.Context, n dataplane.Network, ep dataplane.Endpoint) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !validID.MatchString(ep.ID) {
+	if dataplane.CheckID(ep.ID) != nil {
 		return fmt.Errorf("invalid endpoint ID %q", ep.ID)
 	}
 	if err := m.unpublishEndpointLocked(n, ep.ID); err != nil {

@@ -21,8 +21,6 @@ var (
 	vethName = regexp.MustCompile(`^w[hc][0-9a-z]{12}$`)
 	// defaultBridge matches DefaultName's results.
 	defaultBridge = regexp.MustCompile(`^weft-[0-9a-z]{10}$`)
-	// validID is what weft accepts as a Docker or swarm object ID.
-	validID = regexp.MustCompile(`^[0-9a-z]{12,}$`)
 )
 
 // DefaultName is the bridge name of a network whose user chose none: "weft-"

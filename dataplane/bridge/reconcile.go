@@ -62,7 +62,7 @@ func (m *Mode) Reconcile(ctx context.Context, nets []dataplane.Network, eps []da
 	keepVeths := map[string]bool{}
 	for _, ep := range eps {
 		n, ok := byID[ep.NetworkID]
-		if !ok || !validID.MatchString(ep.ID) {
+		if !ok || dataplane.CheckID(ep.ID) != nil {
 			continue // its veth, if any, is swept below
 		}
 		host, cont := VethNames(ep.ID)

@@ -270,7 +270,7 @@ func mtuError(mtu int, parent netlink.Link) error {
 func (m *Mode) DeleteNetwork(ctx context.Context, n dataplane.Network) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !validID.MatchString(n.ID) {
+	if dataplane.CheckID(n.ID) != nil {
 		return fmt.Errorf("invalid network ID %q", n.ID)
 	}
 	delete(m.known, n.ID)
@@ -420,7 +420,7 @@ func ownedEndpoint(l netlink.Link) bool {
 func (m *Mode) DeleteEndpoint(ctx context.Context, n dataplane.Network, ep dataplane.Endpoint) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !validID.MatchString(ep.ID) {
+	if dataplane.CheckID(ep.ID) != nil {
 		return fmt.Errorf("invalid endpoint ID %q", ep.ID)
 	}
 	name := EndpointLinkName(ep.ID)

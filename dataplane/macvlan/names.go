@@ -74,8 +74,6 @@ var (
 	endpointName = regexp.MustCompile(`^wv[0-9a-z]{12}$`)
 	// isolatedName matches the isolated-parent bridge names weft makes.
 	isolatedName = regexp.MustCompile(`^wm-[0-9a-z]{10}$`)
-	// validID is what weft accepts as a Docker or swarm object ID.
-	validID = regexp.MustCompile(`^[0-9a-z]{12,}$`)
 )
 
 // EndpointLinkName is the macvlan link of an endpoint: "wv" and the first 12
@@ -136,15 +134,4 @@ func splitVLAN(parent string) (link string, vid int, err error) {
 		return "", 0, fmt.Errorf("VLAN ID %s in %q is out of range: use a VLAN ID between 1 and 4094", id, parent)
 	}
 	return link, vid, nil
-}
-
-// validLinkName checks a link name the way the kernel will.
-func validLinkName(name string) error {
-	if name == "" || len(name) > dataplane.MaxLinkName {
-		return fmt.Errorf("interface names are 1 to %d bytes", dataplane.MaxLinkName)
-	}
-	if name == "." || name == ".." || strings.ContainsAny(name, "/: \t\n") {
-		return errors.New("interface names cannot contain '/', ':' or spaces")
-	}
-	return nil
 }

@@ -23,7 +23,7 @@ func TestNamesFitAndAreRecognised(t *testing.T) {
 	for _, id := range []string{idA, idB, "tzr9fb5exsxtt9uckbqayl3z6" /* a swarm ID */} {
 		ep, iso := EndpointLinkName(id), IsolatedParentName(id)
 		for _, name := range []string{ep, iso} {
-			if len(name) > dataplane.MaxLinkName || validLinkName(name) != nil {
+			if len(name) > dataplane.MaxLinkName || dataplane.CheckLinkName(name) != nil {
 				t.Errorf("%q is not a valid link name", name)
 			}
 		}

@@ -44,7 +44,7 @@ func (m *Mode) Reconcile(ctx context.Context, nets []dataplane.Network, eps []da
 	}
 	keep := map[string]bool{}
 	for _, ep := range eps {
-		if _, ok := byID[ep.NetworkID]; ok && validID.MatchString(ep.ID) {
+		if _, ok := byID[ep.NetworkID]; ok && dataplane.CheckID(ep.ID) == nil {
 			keep[EndpointLinkName(ep.ID)] = true
 		}
 	}

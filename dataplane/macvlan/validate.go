@@ -18,14 +18,14 @@ func Validate(n dataplane.Network) error {
 	if n.Mode != dataplane.Macvlan {
 		return fmt.Errorf("network %s has mode %q, not %q", dataplane.ShortID(n.ID), n.Mode, dataplane.Macvlan)
 	}
-	if !validID.MatchString(n.ID) {
+	if dataplane.CheckID(n.ID) != nil {
 		return fmt.Errorf("invalid network ID %q", n.ID)
 	}
 	if m := n.Macvlan.Mode; m != "" && !slices.Contains(Modes(), m) {
 		return fmt.Errorf("macvlan_mode %q is not a macvlan mode: use %s", m, strings.Join(Modes(), ", "))
 	}
 	if p := n.Macvlan.Parent; p != "" {
-		if err := validLinkName(p); err != nil {
+		if err := dataplane.CheckLinkName(p); err != nil {
 			return fmt.Errorf("parent %q: %w", p, err)
 		}
 		if _, _, err := splitVLAN(p); err != nil && !errors.Is(err, errNotVLAN) {
@@ -64,10 +64,10 @@ func validSubnet(s dataplane.Subnet, v4 bool) error {
 
 // validateEndpoint checks ep (and that it belongs to n).
 func validateEndpoint(n dataplane.Network, ep dataplane.Endpoint) error {
-	if !validID.MatchString(n.ID) {
+	if dataplane.CheckID(n.ID) != nil {
 		return fmt.Errorf("invalid network ID %q", n.ID)
 	}
-	if !validID.MatchString(ep.ID) {
+	if dataplane.CheckID(ep.ID) != nil {
 		return fmt.Errorf("invalid endpoint ID %q", ep.ID)
 	}
 	if ep.NetworkID != "" && ep.NetworkID != n.ID {

@@ -61,7 +61,7 @@ func TestValidate(t *testing.T) {
 		{"bad id", func(n *dataplane.Network) { n.ID = "short" }, []string{"network ID"}},
 		{"parent too long", func(n *dataplane.Network) { n.Macvlan.Parent = "averyverylongparent" }, []string{"parent", "15 bytes"}},
 		{"parent slash", func(n *dataplane.Network) { n.Macvlan.Parent = "eth0/1" }, []string{"parent", "'/'"}},
-		{"parent space", func(n *dataplane.Network) { n.Macvlan.Parent = "eth 0" }, []string{"parent", "spaces"}},
+		{"parent space", func(n *dataplane.Network) { n.Macvlan.Parent = "eth 0" }, []string{"parent", "' '"}},
 		{"vlan 0", func(n *dataplane.Network) { n.Macvlan.Parent = "eth0.0" }, []string{"parent", "VLAN ID 0", "between 1 and 4094"}},
 		{"vlan 4095", func(n *dataplane.Network) { n.Macvlan.Parent = "eth0.4095" }, []string{"parent", "VLAN ID 4095", "between 1 and 4094"}},
 		{"vlan not a number", func(n *dataplane.Network) { n.Macvlan.Parent = "eth0.x" }, []string{"parent", "eth0.100"}},
