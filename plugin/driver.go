@@ -146,6 +146,11 @@ func (d *Driver) Start(ctx context.Context, deps Deps) error {
 
 // wait blocks until Start finished; it returns Start's error if it failed.
 func (d *Driver) wait(ctx context.Context) error {
+	select { // ready wins over a caller that has gone: the call then finishes
+	case <-d.ready:
+		return d.startErr
+	default:
+	}
 	select {
 	case <-d.ready:
 		return d.startErr
