@@ -304,7 +304,11 @@ func (d *Driver) ProgramExternalConnectivity(ctx context.Context, req *network.P
 	defer cancel()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.programPortsLocked(ctx, dataplane.CanonicalID(req.NetworkID), dataplane.CanonicalID(req.EndpointID), bindings)
+	netID, epID := dataplane.CanonicalID(req.NetworkID), dataplane.CanonicalID(req.EndpointID)
+	if err := checkID("endpoint", epID); err != nil {
+		return err
+	}
+	return d.programPortsLocked(ctx, netID, epID, bindings)
 }
 
 // RevokeExternalConnectivity removes exactly what ProgramExternalConnectivity
