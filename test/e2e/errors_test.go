@@ -30,6 +30,9 @@ func TestCreateRefused(t *testing.T) {
 		// dockerd itself refuses this one before asking weft (so the
 		// message does not come from weft)
 		byDocker bool
+		// dockerIPAM: Docker's default IPAM chooses the addresses, so the
+		// refusal must come from weft's network driver
+		dockerIPAM bool
 	}{{
 		name:  "unknown option",
 		args:  []string{"--subnet", "10.92.0.0/24", "-o", "foo=bar"},
@@ -66,12 +69,54 @@ func TestCreateRefused(t *testing.T) {
 		name: "bridge name too long",
 		args: []string{"--subnet", "10.92.4.0/24", "-o", "com.docker.network.bridge.name=averyverylongbridgename"},
 		want: []string{"com.docker.network.bridge.name"},
+	}, {
+		// An iptables wildcard: the network's rules would match every
+		// interface and isolation between all networks would be gone.
+		name:  "bridge name iptables wildcard",
+		args:  []string{"--subnet", "10.92.5.0/24", "-o", "com.docker.network.bridge.name=br+"},
+		want:  []string{"com.docker.network.bridge.name", "'+'"},
+		retry: []string{"--subnet", "10.92.5.0/24"},
+	}, {
+		// A printf verb the kernel would expand, leaving a stray link.
+		name: "bridge name format verb",
+		args: []string{"--subnet", "10.92.6.0/24", "-o", "com.docker.network.bridge.name=br%d"},
+		want: []string{"com.docker.network.bridge.name", "'%'"},
+	}, {
+		name:  "default-route subnet",
+		args:  []string{"--subnet", "0.0.0.0/0"},
+		want:  []string{"0.0.0.0/0"},
+		retry: []string{"--subnet", "10.92.7.0/24"},
+	}, {
+		name: "loopback subnet",
+		args: []string{"--subnet", "127.0.0.0/24"},
+		want: []string{"127.0.0.0/24", "loopback"},
+	}, {
+		name:       "loopback subnet from Docker's IPAM",
+		args:       []string{"--subnet", "127.0.0.0/24"},
+		want:       []string{"127.0.0.0/24", "loopback"},
+		dockerIPAM: true,
+	}, {
+		name:       "overlap with a weft bridge, from Docker's IPAM",
+		args:       []string{"--subnet", "10.93.0.0/25"},
+		want:       []string{"10.93.0.0/25", "overlaps", "10.93.0.0/24"},
+		dockerIPAM: true,
+	}, {
+		// (Docker's own IPAM refuses this one itself; weft's driver refuses
+		// it from any other IPAM, see plugin's hostile_test.go.)
+		name:  "gateway on the broadcast address",
+		args:  []string{"--subnet", "10.92.8.0/24", "--gateway", "10.92.8.255"},
+		want:  []string{"10.92.8.255", "broadcast"},
+		retry: []string{"--subnet", "10.92.8.0/24"},
 	}}
 	for _, c := range cases {
 		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
 			before := h.Snapshot(t)
 			netsBefore := h.NetworkIDs(t)
-			args := append([]string{"network", "create", "-d", h.Driver(), "--ipam-driver", h.Driver()}, c.args...)
+			args := []string{"network", "create", "-d", h.Driver(), "--ipam-driver", h.Driver()}
+			if c.dockerIPAM {
+				args = args[:4]
+			}
+			args = append(args, c.args...)
 			out, stderr, err := h.DockerErr(append(args, "s9-bad")...)
 			if err == nil {
 				h.Docker(t, "network", "rm", "s9-bad")
