@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -63,6 +64,8 @@ func Open(path string) (*Store, error) {
 		errors.Is(err, bolterrors.ErrChecksum):
 		return nil, fmt.Errorf("state file %s is damaged or is not a weft state file (%w): "+
 			"move it aside to start weft with no saved networks", path, err)
+	case errors.Is(err, syscall.EROFS), errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
+		return nil, fmt.Errorf("opening state file %s: the state directory %s is not writable (%w); make it writable, or give weft another WEFT_STATE_DIR", path, dir, err)
 	case err != nil:
 		return nil, fmt.Errorf("opening state file %s: %w", path, err)
 	}
@@ -267,6 +270,12 @@ func (s *Store) wrap(action string, err error) error {
 	}
 	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
 		err = store.ErrClosed
+	}
+	switch {
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return fmt.Errorf("%s %s: the state directory %s is full (%w); free space there and try again — nothing was changed", action, s.path, filepath.Dir(s.path), err)
+	case errors.Is(err, syscall.EROFS), errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
+		return fmt.Errorf("%s %s: the state directory %s is not writable (%w); make it writable and try again — nothing was changed", action, s.path, filepath.Dir(s.path), err)
 	}
 	return fmt.Errorf("%s %s: %w", action, s.path, err)
 }
