@@ -9,11 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -71,12 +68,12 @@ func serve(args []string) int {
 		log.Error("invalid settings", "err", err)
 		return 2
 	}
-	l, err := listen(st.Socket)
+	l, err := plugin.Listen(st.Socket)
 	if err != nil {
 		log.Error("cannot listen", "socket", st.Socket, "err", err)
 		return 1
 	}
-	srv := &http.Server{Handler: plugin.NewHandler(driver, log), ReadHeaderTimeout: 10 * time.Second}
+	srv := plugin.NewServer(driver, log, plugin.ServerOptions{})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
 	log.Info("listening", "socket", st.Socket, "version", version)
@@ -145,27 +142,4 @@ func start(ctx context.Context, d *plugin.Driver, st plugin.Settings, log *slog.
 		ReservationGrace: st.ReservationGrace,
 	}
 	return closeDB, d.Start(ctx, deps)
-}
-
-// listen creates the unix socket, replacing a stale one a dead weft left.
-func listen(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, err
-	}
-	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-		_ = c.Close()
-		return nil, fmt.Errorf("another process is already serving %s; stop it or choose another --socket", path)
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.Chmod(path, 0o660); err != nil {
-		_ = l.Close()
-		return nil, err
-	}
-	return l, nil
 }

@@ -79,18 +79,14 @@ func TestNetnsNetworkCreateDelete(t *testing.T) {
 	if err := e.m.Reconcile(e.ctx, []dataplane.Network{n}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if after := e.snapshot(); after != before {
-		t.Fatalf("Reconcile changed a correct state:\n%s\nwas:\n%s", after, before)
-	}
+	e.assertSame(before, "Reconcile changed a correct state")
 
 	for range 2 {
 		if err := e.m.DeleteNetwork(e.ctx, n); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got := e.snapshot(); got != base {
-		t.Fatalf("after delete:\n%s\nbaseline:\n%s", got, base)
-	}
+	e.assertSame(base, "after delete")
 }
 
 func TestNetnsEndpointCreateDelete(t *testing.T) {
@@ -140,9 +136,7 @@ func TestNetnsEndpointCreateDelete(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := e.snapshot(); got != base {
-		t.Fatalf("after endpoint delete:\n%s\nbaseline:\n%s", got, base)
-	}
+	e.assertSame(base, "after endpoint delete")
 	if _, err := e.m.Join(e.ctx, n, ep); err == nil || !strings.Contains(err.Error(), cont) {
 		t.Fatalf("Join of a deleted endpoint: %v, want an error naming %s", err, cont)
 	}
@@ -160,9 +154,7 @@ func TestNetnsEndpointCreateDelete(t *testing.T) {
 	if err := e.m.DeleteEndpoint(e.ctx, n, ep); err != nil { // the host end goes, and with it the pair
 		t.Fatal(err)
 	}
-	if got := e.snapshot(); got != base {
-		t.Fatalf("after deleting a moved endpoint:\n%s\nbaseline:\n%s", got, base)
-	}
+	e.assertSame(base, "after deleting a moved endpoint")
 }
 
 func TestNetnsJoinInternalHasNoGateway(t *testing.T) {
@@ -220,9 +212,7 @@ func TestNetnsCreateRefusesForeignLink(t *testing.T) {
 	if err := e.m.DeleteNetwork(e.ctx, netSpec(idA, 1, func(n *dataplane.Network) { n.Bridge.Name = "br-mine" })); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.snapshot(); got != base {
-		t.Fatalf("a refused request changed the host:\n%s\nbaseline:\n%s", got, base)
-	}
+	e.assertSame(base, "a refused request changed the host")
 }
 
 // failingTables makes one kind of iptables change fail.
@@ -249,9 +239,7 @@ func TestNetnsCreateUndoesOnFailure(t *testing.T) {
 		if err := e.m.CreateNetwork(e.ctx, n); err == nil {
 			t.Fatal("CreateNetwork succeeded despite the injected failure")
 		}
-		if got := e.snapshot(); got != base {
-			t.Fatalf("a failed CreateNetwork left:\n%s\nbaseline:\n%s", got, base)
-		}
+		e.assertSame(base, "a failed CreateNetwork left")
 	}
 }
 
@@ -358,9 +346,7 @@ func TestNetnsReconcile(t *testing.T) {
 	if err := e.m.Reconcile(e.ctx, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.snapshot(); got != foreignOnly {
-		t.Fatalf("after reconciling nothing:\n%s\nwant:\n%s", got, foreignOnly)
-	}
+	e.assertSame(foreignOnly, "after reconciling nothing")
 }
 
 // TestNetnsInvalidRequestChangesNothing: refused requests leave no trace.
@@ -375,9 +361,7 @@ func TestNetnsInvalidRequestChangesNothing(t *testing.T) {
 	if err := e.m.CreateEndpoint(e.ctx, n, dataplane.Endpoint{ID: ep1, NetworkID: n.ID}); err == nil || !strings.Contains(err.Error(), "missing") {
 		t.Fatalf("endpoint on a network without bridge: %v", err)
 	}
-	if got := e.snapshot(); got != base {
-		t.Fatalf("invalid requests changed the host:\n%s", got)
-	}
+	e.assertSame(base, "invalid requests changed the host")
 }
 
 // TestNetnsAdoptsInterruptedBridge: a bridge with n's default name and no

@@ -2,13 +2,11 @@ package bridge
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -80,34 +78,19 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 var _ io.Writer = testWriter{}
 
-// snapshot renders the namespace's links, addresses and iptables/ip6tables
-// rules, for comparisons with a baseline.
-func (e *env) snapshot() string {
+// snapshot is the namespace as the shared leak checker sees it (links,
+// addresses, routes, the rules of both iptables back-ends, ipsets; see
+// nstest.Snapshot), for comparisons with a baseline.
+func (e *env) snapshot() nstest.Snapshot {
 	e.t.Helper()
-	links, err := e.raw.LinkList()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	names := map[int]string{}
-	for _, l := range links {
-		names[l.Attrs().Index] = l.Attrs().Name
-	}
-	var lines []string
-	for _, l := range links {
-		a := l.Attrs()
-		lines = append(lines, fmt.Sprintf("link %s %s up=%v mtu=%d alias=%q master=%s mac=%s",
-			a.Name, l.Type(), a.Flags&net.FlagUp != 0, a.MTU, a.Alias, names[a.MasterIndex], a.HardwareAddr))
-		addrs, err := e.raw.AddrList(l, netlink.FAMILY_ALL)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		for _, ad := range addrs {
-			lines = append(lines, fmt.Sprintf("addr %s %s", a.Name, ad.IPNet))
-		}
-	}
-	slices.Sort(lines)
-	return strings.Join(lines, "\n") + "\n" +
-		nstest.IptablesSave(e.t, "iptables-save") + nstest.IptablesSave(e.t, "ip6tables-save")
+	return nstest.Snap(e.t, e.ns)
+}
+
+// assertSame stops the test, naming every object that appeared or went,
+// unless the namespace is (back) as it was in base.
+func (e *env) assertSame(base nstest.Snapshot, what string) {
+	e.t.Helper()
+	nstest.RequireUnchanged(e.t, e.ns, base, what)
 }
 
 // plantDocker adds what dockerd would have: a DOCKER-USER chain jumped to

@@ -297,9 +297,7 @@ func TestNetnsPublishIPv4(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := p.snapshot(); got != base {
-		t.Fatalf("after Unpublish:\n%s\nbefore Publish:\n%s", got, base)
-	}
+	p.assertSame(base, "after Unpublish")
 	p.mustFail("outside after unpublish", out, "tcp", hp(hostUplink4, 8080))
 	ln, err = net.Listen("tcp4", ":8080")
 	if err != nil {
@@ -323,6 +321,7 @@ func TestNetnsPublishIPv6(t *testing.T) {
 
 	ep := dataplane.Endpoint{ID: ep1, NetworkID: n.ID, IPv4: netip.MustParsePrefix("10.1.0.2/24"), IPv6: netip.MustParsePrefix("fd00:1::2/64")}
 	out := &p.outside.ns
+	base := p.snapshot()
 	// Not subtests: they would run outside the test namespace.
 	for _, fwd := range []bool{true, false} {
 		v := "0"
@@ -352,6 +351,7 @@ func TestNetnsPublishIPv6(t *testing.T) {
 		if err := p.m.Unpublish(p.ctx, n, ep, pub); err != nil {
 			t.Fatal(err)
 		}
+		p.assertSame(base, what+"after Unpublish")
 	}
 }
 
@@ -361,6 +361,7 @@ func TestNetnsPublishIPv6ToIPv4Container(t *testing.T) {
 	p := newPortsEnv(t)
 	n := netSpec(idA, 1)
 	p.mustCreate(n)
+	base := p.snapshot()
 	c1 := p.attach(n, ep1, "10.1.0.2/24")
 	helloServer(t, c1, c1.addr, 80)
 	ep := dataplane.Endpoint{ID: ep1, NetworkID: n.ID, IPv4: netip.MustParsePrefix("10.1.0.2/24")}
@@ -377,6 +378,7 @@ func TestNetnsPublishIPv6ToIPv4Container(t *testing.T) {
 		t.Fatalf("after DeleteEndpoint: %v", got)
 	}
 	p.mustFail("outside after DeleteEndpoint", &p.outside.ns, "tcp", hp(hostUplink4, 8080))
+	p.assertSame(base, "after DeleteEndpoint")
 }
 
 // TestNetnsReconcilePortsAfterRestart: a new Mode (weft restarted) re-opens
@@ -388,6 +390,7 @@ func TestNetnsReconcilePortsAfterRestart(t *testing.T) {
 	c1 := p.attach(n, ep1, "10.1.0.2/24")
 	helloServer(t, c1, c1.addr, 80)
 	ep := dataplane.Endpoint{ID: ep1, NetworkID: n.ID, IPv4: netip.MustParsePrefix("10.1.0.2/24")}
+	unpublished := p.snapshot()
 	pub, err := p.m.Publish(p.ctx, n, ep, []dataplane.PortBinding{{Proto: dataplane.TCP, Port: 80, HostPort: 8080, HostPortEnd: 8080, NoIPv6: true}})
 	if err != nil {
 		t.Fatal(err)
@@ -408,9 +411,7 @@ func TestNetnsReconcilePortsAfterRestart(t *testing.T) {
 	if err := m2.ReconcilePorts(p.ctx, []dataplane.EndpointPorts{{Network: n, Endpoint: ep, Ports: pub}}); err != nil {
 		t.Fatal(err)
 	}
-	if got := p.snapshot(); got != withPorts {
-		t.Fatalf("reconcile changed the kernel state:\n%s\nwant:\n%s", got, withPorts)
-	}
+	p.assertSame(withPorts, "reconcile changed the kernel state")
 	p.mustGet("loopback after restart", nil, "tcp", hp("127.0.0.1", 8080), "hello 10.1.0.1")
 	// The record is gone (revoked while weft was down): everything goes.
 	if err := m2.ReconcilePorts(p.ctx, nil); err != nil {
@@ -420,6 +421,7 @@ func TestNetnsReconcilePortsAfterRestart(t *testing.T) {
 		t.Fatalf("published-port rules left:\n%s", s)
 	}
 	p.mustFail("loopback after the ports went", nil, "tcp", hp("127.0.0.1", 8080))
+	p.assertSame(unpublished, "after reconciling no published port")
 }
 
 // TestNetnsIPv6Guard: a container's router advertisement reaches neither the

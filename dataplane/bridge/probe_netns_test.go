@@ -13,6 +13,7 @@ func TestNetnsEndpointState(t *testing.T) {
 	e := newEnv(t)
 	n := netSpec(idA, 1)
 	e.mustCreate(n)
+	base := e.snapshot()
 	ep := dataplane.Endpoint{ID: ep1, NetworkID: n.ID, IPv4: netip.MustParsePrefix("10.1.0.5/24"), MAC: net.HardwareAddr{2, 0x42, 10, 1, 0, 5}}
 	if st, err := e.m.EndpointState(e.ctx, n, ep); err != nil || st != dataplane.EndpointGone {
 		t.Fatalf("before CreateEndpoint: state=%v err=%v, want gone", st, err)
@@ -60,4 +61,5 @@ func TestNetnsEndpointState(t *testing.T) {
 	if st, err := e.m.EndpointState(e.ctx, n, ep); err != nil || st != dataplane.EndpointGone {
 		t.Fatalf("after the container's end is gone: state=%v err=%v, want gone", st, err)
 	}
+	e.assertSame(base, "after the container's end is gone")
 }

@@ -22,12 +22,15 @@ func TestNetnsFirewall(t *testing.T) {
 			name = "default"
 		}
 		t.Run(name, func(t *testing.T) {
-			nstest.Setup(t)
+			ns := nstest.Setup(t)
 			if bin.v4 == "iptables-legacy" {
 				nstest.RequireKernelFeature(t, "legacy iptables (ip_tables)", func() error {
 					return exec.Command("iptables-legacy", "-S").Run()
 				})
 			}
+			// Every chain and rule exercise makes, it removes: no
+			// leftover in either back-end.
+			nstest.CheckLeaks(t, ns)
 			f, err := fw.New(nil, fw.Binaries(bin.v4, bin.v6))
 			if err != nil {
 				t.Fatal(err)

@@ -2,12 +2,10 @@ package macvlan
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -51,40 +49,19 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// snapshot renders the namespace's links (with their macvlan mode and parent)
-// and addresses (but IPv6 link-local ones), for comparisons with a baseline.
-func (e *env) snapshot() string {
+// snapshot is the namespace as the shared leak checker sees it (links,
+// addresses, routes, the rules of both iptables back-ends, ipsets; see
+// nstest.Snapshot), for comparisons with a baseline.
+func (e *env) snapshot() nstest.Snapshot {
 	e.t.Helper()
-	links, err := e.raw.LinkList()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	names := map[int]string{}
-	for _, l := range links {
-		names[l.Attrs().Index] = l.Attrs().Name
-	}
-	var lines []string
-	for _, l := range links {
-		a := l.Attrs()
-		extra := ""
-		if mv, ok := l.(*netlink.Macvlan); ok {
-			extra = fmt.Sprintf(" macvlan-mode=%d", mv.Mode)
-		}
-		lines = append(lines, fmt.Sprintf("link %s %s up=%v mtu=%d alias=%q master=%s parent=%s mac=%s%s",
-			a.Name, l.Type(), a.Flags&net.FlagUp != 0, a.MTU, a.Alias, names[a.MasterIndex], names[a.ParentIndex], a.HardwareAddr, extra))
-		addrs, err := e.raw.AddrList(l, netlink.FAMILY_ALL)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		for _, ad := range addrs {
-			if ad.IP.IsLinkLocalUnicast() {
-				continue // the kernel adds these a moment after a link goes up
-			}
-			lines = append(lines, fmt.Sprintf("addr %s %s", a.Name, ad.IPNet))
-		}
-	}
-	slices.Sort(lines)
-	return strings.Join(lines, "\n") + "\n"
+	return nstest.Snap(e.t, e.ns)
+}
+
+// assertSame stops the test, naming every object that appeared or went,
+// unless the namespace is (back) as it was in base.
+func (e *env) assertSame(base nstest.Snapshot, what string) {
+	e.t.Helper()
+	nstest.RequireUnchanged(e.t, e.ns, base, what)
 }
 
 // parent adds a veth pair name/name+"p" (up, MTU mtu) to play a host NIC.

@@ -29,9 +29,7 @@ func TestNetnsModes(t *testing.T) {
 			for range 2 {
 				e.mustCreate(n)
 			}
-			if got := e.snapshot(); got != base {
-				t.Fatalf("CreateNetwork changed an existing parent:\n%s\nbaseline:\n%s", got, base)
-			}
+			e.assertSame(base, "CreateNetwork changed an existing parent")
 
 			ep := endpoint(n, ep1, "192.0.2.10/24")
 			ep.IPv6 = netip.MustParsePrefix("fd00:2::10/64")
@@ -75,9 +73,7 @@ func TestNetnsModes(t *testing.T) {
 			}
 			// For passthru, this also checks that the parent got its own
 			// MAC address back.
-			if got := e.snapshot(); got != base {
-				t.Fatalf("after delete:\n%s\nbaseline:\n%s", got, base)
-			}
+			e.assertSame(base, "after delete")
 			if _, err := e.m.Join(e.ctx, n, ep); err == nil || !strings.Contains(err.Error(), EndpointLinkName(ep1)) {
 				t.Fatalf("Join of a deleted endpoint: %v", err)
 			}
@@ -94,9 +90,7 @@ func TestNetnsEndpointMovedAway(t *testing.T) {
 	e.mustCreate(n)
 	base := e.snapshot()
 	c := e.attach(n, ep1, "192.0.2.10/24")
-	if got := e.snapshot(); got != base {
-		t.Fatalf("the endpoint link stayed in the host namespace:\n%s", got)
-	}
+	e.assertSame(base, "the endpoint link stayed in the host namespace")
 	// DeleteEndpoint while the link is in the container: nothing to do,
 	// and nothing in the container is touched.
 	if err := e.m.DeleteEndpoint(e.ctx, n, endpoint(n, ep1, "192.0.2.10/24")); err != nil {
@@ -141,9 +135,7 @@ func TestNetnsMTU(t *testing.T) {
 	before := e.snapshot()
 	err = e.m.CreateEndpoint(e.ctx, small, endpoint(small, ep3, "198.51.3.11/24"))
 	mustFail(t, "an endpoint MTU above the parent's", err, "MTU 1300", "MTU 1200")
-	if got := e.snapshot(); got != before {
-		t.Fatalf("a refused endpoint left:\n%s\nwas:\n%s", got, before)
-	}
+	e.assertSame(before, "a refused endpoint left")
 
 	for _, x := range []struct {
 		n  dataplane.Network
@@ -157,9 +149,7 @@ func TestNetnsMTU(t *testing.T) {
 	if err := e.raw.LinkSetMTU(e.link("eth0"), 1400); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.snapshot(); got != base {
-		t.Fatalf("after delete:\n%s\nbaseline:\n%s", got, base)
-	}
+	e.assertSame(base, "after delete")
 }
 
 func TestNetnsPassthruTakesOneEndpoint(t *testing.T) {
@@ -173,9 +163,7 @@ func TestNetnsPassthruTakesOneEndpoint(t *testing.T) {
 	before := e.snapshot()
 	err := e.m.CreateEndpoint(e.ctx, n, endpoint(n, ep2, "192.0.2.11/24"))
 	mustFail(t, "a second passthru endpoint", err, "passthru", `"eth0"`, "one container at a time")
-	if got := e.snapshot(); got != before {
-		t.Fatalf("the refused endpoint left:\n%s\nwas:\n%s", got, before)
-	}
+	e.assertSame(before, "the refused endpoint left")
 	// Still refused once the first is in its container.
 	c := nstest.NewNS(t)
 	if err := e.raw.LinkSetNsFd(e.link(EndpointLinkName(ep1)), int(c)); err != nil {
@@ -225,9 +213,7 @@ func TestNetnsIsolatedNetwork(t *testing.T) {
 	for range 2 {
 		e.mustDelete(n)
 	}
-	if got := e.snapshot(); got != base {
-		t.Fatalf("after delete:\n%s\nbaseline:\n%s", got, base)
-	}
+	e.assertSame(base, "after delete")
 	if err := e.m.CreateEndpoint(e.ctx, n, ep); err == nil || !strings.Contains(err.Error(), "restart the weft plugin") {
 		t.Fatalf("endpoint on a deleted isolated network: %v", err)
 	}
@@ -292,9 +278,7 @@ func TestNetnsRefusals(t *testing.T) {
 	user := testNet(idA, "br-user", 3)
 	e.mustCreate(user)
 	e.mustDelete(user)
-	if got := e.snapshot(); got != base {
-		t.Fatalf("refused requests changed the host:\n%s\nbaseline:\n%s", got, base)
-	}
+	e.assertSame(base, "refused requests changed the host")
 
 	// A foreign link with an endpoint's name is refused and left alone.
 	la := netlink.NewLinkAttrs()
@@ -308,9 +292,7 @@ func TestNetnsRefusals(t *testing.T) {
 	if err := e.m.DeleteEndpoint(e.ctx, known, dataplane.Endpoint{ID: ep1}); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.snapshot(); got != before {
-		t.Fatalf("a foreign link was touched:\n%s\nwas:\n%s", got, before)
-	}
+	e.assertSame(before, "a foreign link was touched")
 }
 
 // TestNetnsAdoptsInterruptedEndpoint: an endpoint link without alias is what
@@ -400,9 +382,7 @@ func TestNetnsReconcile(t *testing.T) {
 	if err := e.m.Reconcile(e.ctx, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.snapshot(); got != foreignOnly {
-		t.Fatalf("after reconciling nothing:\n%s\nwant:\n%s", got, foreignOnly)
-	}
+	e.assertSame(foreignOnly, "after reconciling nothing")
 }
 
 // TestNetnsReconcileKeepsInvalidNetworks: a listed network that fails
@@ -420,7 +400,5 @@ func TestNetnsReconcileKeepsInvalidNetworks(t *testing.T) {
 	bad.Macvlan.Mode = "l2"
 	err := e.m.Reconcile(e.ctx, []dataplane.Network{bad}, []dataplane.Endpoint{ep})
 	mustFail(t, "reconciling an invalid network", err, "left as it is", "macvlan_mode")
-	if got := e.snapshot(); got != before {
-		t.Fatalf("Reconcile touched an invalid network's links:\n%s\nwas:\n%s", got, before)
-	}
+	e.assertSame(before, "Reconcile touched an invalid network's links")
 }

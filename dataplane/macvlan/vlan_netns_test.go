@@ -51,9 +51,7 @@ func TestNetnsVLANParent(t *testing.T) {
 		if !errors.Is(err, ErrVLANUnsupported) || !errors.Is(err, nl.ErrLinkKindUnsupported) {
 			t.Errorf("error %v does not wrap ErrVLANUnsupported and nl.ErrLinkKindUnsupported", err)
 		}
-		if got := e.snapshot(); got != base {
-			t.Fatalf("the refused network left:\n%s\nbaseline:\n%s", got, base)
-		}
+		e.assertSame(base, "the refused network left")
 	}
 	nstest.RequireKernelFeature(t, "802.1Q VLAN", func() error { return support })
 
@@ -90,9 +88,7 @@ func TestNetnsVLANParent(t *testing.T) {
 	e.link("eth0.100")
 	e.mustDelete(b)
 	e.gone("eth0.100")
-	if got := e.snapshot(); got != base {
-		t.Fatalf("after delete:\n%s\nbaseline:\n%s", got, base)
-	}
+	e.assertSame(base, "after delete")
 
 	// The user's own VLAN interface: used, never deleted, not even by
 	// Reconcile; another with the same VLAN ID is refused, naming it.
@@ -109,7 +105,5 @@ func TestNetnsVLANParent(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.mustDelete(u)
-	if got := e.snapshot(); got != withUser {
-		t.Fatalf("the user's VLAN interface was touched:\n%s\nwant:\n%s", got, withUser)
-	}
+	e.assertSame(withUser, "the user's VLAN interface was touched")
 }

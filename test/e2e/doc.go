@@ -20,9 +20,13 @@
 //     namespaces (never `ip netns exec`, which remounts /sys and breaks
 //     dockerd's cgroups), with its own --data-root, --exec-root, --pidfile,
 //     --config-file, -H unix://DIR/docker.sock and --cgroup-parent
-//     /weft-e2e-NAME, live-restore off;
+//     /weft-e2e-NAME, live-restore off (on for the live-restore test);
 //   - weft started the same way, as a legacy plugin on the private socket,
-//     with its state directory under DIR;
+//     with its state directory under DIR (for the state-directory test, a
+//     small tmpfs mounted there in the holder's mount namespace). A start
+//     waits until weft is ready: it accepts dockerd's handshake, then
+//     answers /Weft.State, which it does only once its state is loaded and
+//     the kernel, published ports included, is reconciled;
 //   - optionally an "outside" host: a namespace weft-e2e-NAME-out joined to
 //     the host namespace by a veth pair (host 192.0.2.1/24, outside
 //     192.0.2.2/24, TEST-NET-1). The outside namespace has no route to any
@@ -32,7 +36,20 @@
 // stays in namespaces the suite created. Most tests share one host (created on
 // first use, torn down after the last test); tests that kill or restart weft
 // or dockerd get a fresh host of their own. Every test removes the containers
-// and networks it made and checks that no weft link or rule outlived them.
+// and networks it made and checks that nothing of weft's outlived them: no
+// link or firewall rule, and in weft's own view (POST /Weft.State on its
+// socket) no network, endpoint, pool, allocated address, store record or
+// unclaimed reservation more or less than before (Host.Snapshot,
+// AssertNothingNew, AssertClean).
+//
+// # Reliability tests (rel_*_test.go)
+//
+// weft SIGKILLed at each crash point of its mutating calls (a weft built
+// with -tags weftfault, into WEFT_E2E_DIR/bin/weft-fault, kills itself where
+// WEFT_CRASH_AT says), dockerd restarted with weft down, dockerd SIGKILLed
+// under live-restore with traffic running, and the state directory full
+// and read-only. Their figures are logged on lines starting with
+// "reliability: ".
 //
 // At start the suite takes an exclusive lock (/run/weft-e2e.lock; one suite
 // per machine at a time), then removes what a crashed earlier run left:
@@ -50,6 +67,10 @@
 //	WEFT_E2E_KEEP       1 = leave hosts, namespaces and logs in place at the end
 //	                    (the next run removes them)
 //	WEFT_E2E_BENCH_RUNS rounds of TestAttachLatency (default 5; scripts/bench-attach.sh uses more)
+//	WEFT_E2E_LOAD_CYCLES cycles of TestLoadParallelRuns (default 100), each
+//	                    starting 32 containers at once and removing them; a
+//	                    cycle takes 5-6.5 s on a 2-core machine (100: 9-11
+//	                    minutes)
 //
 // On a failure a test prints the part of weft's and dockerd's logs written
 // while it ran; the full logs are under WEFT_E2E_DIR/<host>/ (kept with

@@ -36,20 +36,39 @@ type Host struct {
 	holder  *proc
 	dockerd *proc
 	weft    *proc
+	// weftEnv is added to the environment of every weft the host starts
+	// (legacy plugin), e.g. WEFT_RESERVATION_GRACE=2s.
+	weftEnv []string
+	// liveRestore turns dockerd's live-restore on.
+	liveRestore bool
+	// stateMounted: a tmpfs is mounted on weft's state directory in the
+	// holder's mount namespace (hostOptions.stateTmpfs).
+	stateMounted bool
 }
+
+// weftStateDir is the legacy weft's --state-dir.
+func (h *Host) weftStateDir() string { return filepath.Join(h.Dir, "weft-state") }
 
 // hostOptions tune newHost.
 type hostOptions struct {
-	outside bool // create an outside namespace (see Outside)
+	outside     bool     // create an outside namespace (see Outside)
+	weftEnv     []string // see Host.weftEnv
+	liveRestore bool     // dockerd with live-restore (containers outlive it)
+	// stateTmpfs, if set, are the options (e.g. "size=512k") of a tmpfs
+	// mounted on weft's state directory in the holder's mount namespace
+	// (where weft sees it) before weft starts; it is unmounted at teardown.
+	stateTmpfs string
 }
 
 // startHost brings up a host: namespace, holder, dockerd, weft, test image.
 // On error it tears down what it made.
 func startHost(name string, opt hostOptions) (h *Host, err error) {
 	h = &Host{
-		Name:  name,
-		NetNS: nsPrefix + name,
-		Dir:   filepath.Join(cfg.dir, name),
+		Name:        name,
+		NetNS:       nsPrefix + name,
+		Dir:         filepath.Join(cfg.dir, name),
+		weftEnv:     opt.weftEnv,
+		liveRestore: opt.liveRestore,
 	}
 	h.Sock = filepath.Join(h.Dir, "docker.sock")
 	defer func() {
@@ -80,6 +99,12 @@ func startHost(name string, opt hostOptions) (h *Host, err error) {
 	}
 	if err := h.startHolder(); err != nil {
 		return h, err
+	}
+	if opt.stateTmpfs != "" {
+		if _, err := h.inMountNS("mount", "-t", "tmpfs", "-o", "mode=700,"+opt.stateTmpfs, "weft-e2e-state", h.weftStateDir()); err != nil {
+			return h, err
+		}
+		h.stateMounted = true
 	}
 	if opt.outside {
 		if h.Outside, err = newOutside(h); err != nil {
@@ -128,6 +153,12 @@ func (h *Host) startHolder() error {
 	})
 }
 
+// inMountNS runs a command in the host's mount namespace (the holder's)
+// only, where weft and dockerd see their files.
+func (h *Host) inMountNS(argv ...string) (string, error) {
+	return runT(30*time.Second, append([]string{"nsenter", "--target", strconv.Itoa(h.holder.pid()), "--mount", "--"}, argv...)...)
+}
+
 // inHost returns the argv prefix that runs a command in the host's network
 // and mount namespaces.
 func (h *Host) inHost() []string {
@@ -154,10 +185,18 @@ func (h *Host) dockerdArgv() []string {
 
 // startDockerd starts dockerd and waits until it answers /_ping.
 func (h *Host) startDockerd() error {
+	if err := h.spawnDockerd(); err != nil {
+		return err
+	}
+	return h.waitDockerd()
+}
+
+// spawnDockerd starts dockerd without waiting for it.
+func (h *Host) spawnDockerd() error {
 	// An explicit configuration: the machine's /etc/docker/daemon.json must
-	// not leak in. live-restore stays off.
+	// not leak in. live-restore stays off unless the host asks for it.
 	// deprecated-key-path keeps dockerd 20.10 from writing /etc/docker/key.json.
-	conf := fmt.Sprintf(`{"live-restore": false, "deprecated-key-path": %q}`+"\n", filepath.Join(h.Dir, "key.json"))
+	conf := fmt.Sprintf(`{"live-restore": %v, "deprecated-key-path": %q}`+"\n", h.liveRestore, filepath.Join(h.Dir, "key.json"))
 	if err := os.WriteFile(filepath.Join(h.Dir, "daemon.json"), []byte(conf), 0o644); err != nil {
 		return err
 	}
@@ -166,6 +205,12 @@ func (h *Host) startDockerd() error {
 		return err
 	}
 	h.dockerd = p
+	return nil
+}
+
+// waitDockerd waits until the dockerd just started answers /_ping.
+func (h *Host) waitDockerd() error {
+	p := h.dockerd
 	client := h.dockerHTTP()
 	return poll(60*time.Second, func() error {
 		if !p.alive() {
@@ -290,6 +335,13 @@ func (h *Host) close() error {
 	if h.plugin != nil {
 		if err := h.plugin.stop(h); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if h.stateMounted && h.holder != nil && h.holder.alive() {
+		if _, err := h.inMountNS("umount", h.weftStateDir()); err != nil {
+			errs = append(errs, err)
+		} else {
+			h.stateMounted = false
 		}
 	}
 	if h.holder != nil {

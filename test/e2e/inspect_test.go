@@ -3,13 +3,21 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	weftplugin "github.com/weftnet/weft/plugin"
 )
 
 // What makes a kernel object weft's (DESIGN.md §3.6; dataplane.OwnerAliasPrefix
@@ -171,37 +179,64 @@ func (h *Host) weftObjects() (links []string, rules []string, err error) {
 	return links, rules, nil
 }
 
-// snapshot is the host's weft objects at one moment.
-type snapshot struct{ links, rules []string }
+// snapshot is the host's weft objects at one moment: the kernel's (links,
+// firewall chains and rules) and weft's own view (networks, endpoints, IPAM
+// pools with their allocated-address counts, store records per bucket,
+// unclaimed reservations; see weftState).
+type snapshot struct {
+	links, rules []string
+	state        map[string]string // stateItems
+}
 
 func (h *Host) Snapshot(t testing.TB) snapshot {
 	t.Helper()
-	l, r, err := h.weftObjects()
+	s, err := h.snapshot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return snapshot{l, r}
+	return s
+}
+
+func (h *Host) snapshot() (snapshot, error) {
+	l, r, err := h.weftObjects()
+	if err != nil {
+		return snapshot{}, err
+	}
+	st, err := h.weftState()
+	if err != nil {
+		return snapshot{}, err
+	}
+	return snapshot{links: l, rules: r, state: stateItems(st)}, nil
 }
 
 // AssertNothingNew fails the test if the host has weft links or rules that
-// were not in before. Objects vanish asynchronously (a container's namespace
-// is destroyed by a kernel worker), so it retries for a few seconds.
+// were not in before, or if weft's own view differs from before in any way:
+// a network, endpoint or pool more or fewer, another count of allocated
+// addresses in a pool, of records in a store bucket, or of unclaimed
+// reservations. Each difference is named. Objects vanish asynchronously (a
+// container's namespace is destroyed by a kernel worker), so it retries for
+// a few seconds.
 func (h *Host) AssertNothingNew(t testing.TB, before snapshot, what string) {
 	t.Helper()
-	var extra []string
+	var diff []string
 	err := poll(5*time.Second, func() error {
-		l, r, err := h.weftObjects()
+		now, err := h.snapshot()
 		if err != nil {
 			return err
 		}
-		extra = append(missingFrom(l, before.links), missingFrom(r, before.rules)...)
-		if len(extra) > 0 {
-			return fmt.Errorf("%d new weft objects", len(extra))
+		diff = append(missingFrom(now.links, before.links), missingFrom(now.rules, before.rules)...)
+		diff = append(diff, stateDiff(before.state, now.state)...)
+		if len(diff) > 0 {
+			return fmt.Errorf("%d differences", len(diff))
 		}
 		return nil
 	})
 	if err != nil {
-		t.Errorf("%s left weft objects behind:\n  %s", what, strings.Join(extra, "\n  "))
+		if len(diff) == 0 {
+			t.Errorf("%s: checking for leftovers: %v", what, err)
+			return
+		}
+		t.Errorf("%s left weft objects behind:\n  %s", what, strings.Join(diff, "\n  "))
 	}
 }
 
@@ -216,23 +251,159 @@ func (h *Host) AssertNothingNew(t testing.TB, before snapshot, what string) {
 // deleted, the WEFT-* chains and the base jumps are removed, so a host with
 // no weft network carries no weft rule. "No weft link" means no link whose
 // name starts with weft-, wh or wc, and none whose alias starts with weft:.
+// And weft itself holds nothing: no network, endpoint, pool or unclaimed
+// reservation, and no record in any store bucket.
 func (h *Host) AssertClean(t testing.TB) {
 	t.Helper()
 	var bad []string
 	err := poll(5*time.Second, func() error {
-		l, r, err := h.weftObjects()
+		now, err := h.snapshot()
 		if err != nil {
 			return err
 		}
-		bad = append(l, r...)
+		bad = append(now.links, now.rules...)
+		bad = append(bad, stateDiff(stateItems(&weftplugin.State{}), now.state)...)
 		if len(bad) > 0 {
 			return fmt.Errorf("%d weft objects", len(bad))
 		}
 		return nil
 	})
 	if err != nil {
+		if len(bad) == 0 {
+			t.Errorf("checking that the host is clean: %v", err)
+			return
+		}
 		t.Errorf("with no weft network left, the host still has:\n  %s", strings.Join(bad, "\n  "))
 	}
+}
+
+// stateItems flattens weft's view into named items: presence items
+// ("weft network ID") with an empty value, and counters with their count.
+// Store buckets with no record and a zero reservation count are left out,
+// so an empty state has no item at all.
+func stateItems(st *weftplugin.State) map[string]string {
+	m := map[string]string{}
+	for _, id := range st.Networks {
+		m["weft network "+id] = ""
+	}
+	for _, id := range st.Endpoints {
+		m["weft endpoint "+id] = ""
+	}
+	for _, p := range st.Pools {
+		m["IPAM pool "+p.ID+", addresses allocated"] = fmt.Sprint(p.Allocated)
+	}
+	for b, n := range st.Records {
+		if n != 0 {
+			m["store bucket "+b+", records"] = fmt.Sprint(n)
+		}
+	}
+	if st.Reservations != 0 {
+		m["unclaimed IPAM reservations"] = fmt.Sprint(st.Reservations)
+	}
+	return m
+}
+
+// stateDiff names every item that appeared, went or changed from before to
+// now, sorted.
+func stateDiff(before, now map[string]string) []string {
+	var out []string
+	for k, v := range now {
+		old, ok := before[k]
+		switch {
+		case !ok && v == "":
+			out = append(out, "new: "+k)
+		case !ok:
+			out = append(out, fmt.Sprintf("new: %s: %s", k, v))
+		case old != v:
+			out = append(out, fmt.Sprintf("changed: %s: %s, was %s", k, v, old))
+		}
+	}
+	for k, v := range before {
+		if _, ok := now[k]; ok {
+			continue
+		}
+		if v == "" {
+			out = append(out, "gone: "+k)
+		} else {
+			out = append(out, fmt.Sprintf("gone: %s (was %s)", k, v))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// WeftState is weft's own view of what it holds (POST /Weft.State on the
+// plugin socket).
+func (h *Host) WeftState(t testing.TB) *weftplugin.State {
+	t.Helper()
+	st, err := h.weftState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func (h *Host) weftState() (*weftplugin.State, error) {
+	sock, err := h.plugin.socket(h)
+	if err != nil {
+		return nil, err
+	}
+	var st weftplugin.State
+	body, err := pluginCall(sock, weftplugin.StatePath, 30*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("asking weft for its state: %w", err)
+	}
+	if err := json.Unmarshal(body, &st); err != nil {
+		return nil, fmt.Errorf("asking weft for its state: %s answered %q: %w", weftplugin.StatePath, body, err)
+	}
+	return &st, nil
+}
+
+// pluginCall POSTs a body-less request to the plugin socket sock and returns
+// the body of a 200 answer. The socket is dialled through an open descriptor
+// of its directory: a path through /proc/PID/root (and a managed plugin's
+// 64-digit ID) can be longer than a socket address may be.
+func pluginCall(sock, path string, timeout time.Duration) ([]byte, error) {
+	dir, err := os.Open(filepath.Dir(sock))
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = dir.Close() }()
+	short := fmt.Sprintf("/proc/self/fd/%d/%s", dir.Fd(), filepath.Base(sock))
+	c := &http.Client{
+		Timeout: timeout,
+		Transport: &http.Transport{
+			DisableKeepAlives: true,
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", short)
+			},
+		},
+	}
+	resp, err := c.Post("http://weft"+path, "application/json", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return b, &pluginStatusError{path: path, status: resp.Status, code: resp.StatusCode, body: strings.TrimSpace(string(b))}
+	}
+	return b, nil
+}
+
+// pluginStatusError is a non-200 answer of the plugin.
+type pluginStatusError struct {
+	path, status string
+	code         int
+	body         string
+}
+
+func (e *pluginStatusError) Error() string {
+	return fmt.Sprintf("%s: %s: %s", e.path, e.status, e.body)
 }
 
 // missingFrom returns the elements of have that are not in base.

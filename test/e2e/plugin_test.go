@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	weftplugin "github.com/weftnet/weft/plugin"
 )
 
 // plugin is how weft is installed into a host's dockerd. The legacy plugin
@@ -28,6 +31,9 @@ type plugin interface {
 	kill(h *Host) error
 	// stop ends weft gracefully (SIGTERM) during teardown.
 	stop(h *Host) error
+	// socket is the path of weft's plugin socket, as the test process
+	// sees it.
+	socket(h *Host) (string, error)
 }
 
 func newPlugin(kind string) (plugin, error) {
@@ -47,25 +53,66 @@ type legacyPlugin struct{}
 
 func (legacyPlugin) driver() string { return "weft" }
 
-func (legacyPlugin) start(h *Host) error {
-	argv := append(h.inHost(), cfg.weftBin, "serve",
+func (l legacyPlugin) start(h *Host) error {
+	return l.startWith(h, cfg.weftBin, h.weftEnv)
+}
+
+// startWith starts the weft binary bin with env added to its environment,
+// and waits until it is ready: it accepts dockerd's handshake (within a
+// second or two, as dockerd requires) and then answers a request that waits
+// for its start-up to finish (loading the state, reconciling the kernel,
+// re-opening published ports). Only then is every network, container and
+// published port it had back, and tests can assert that.
+func (legacyPlugin) startWith(h *Host, bin string, env []string) error {
+	argv := append(h.inHost(), bin, "serve",
 		"--socket", "/run/docker/plugins/weft.sock",
-		"--state-dir", filepath.Join(h.Dir, "weft-state"),
+		"--state-dir", h.weftStateDir(),
 		"--log-level", cfg.logLevel,
 	)
-	p, err := startProc("weft", filepath.Join(h.Dir, "weft.log"), filepath.Join(h.Dir, "weft.pid"), argv...)
+	p, err := startProcEnv("weft", filepath.Join(h.Dir, "weft.log"), filepath.Join(h.Dir, "weft.pid"), env, argv...)
 	if err != nil {
 		return err
 	}
 	h.weft = p
 	sock := filepath.Join(h.pluginDir(), "weft.sock")
+	dead := func() error {
+		return retryStop(fmt.Errorf("weft: %w; last lines of %s:\n%s", p.exitErr(), p.log, tailFrom(p.log, 0, 30)))
+	}
 	// Listen first: the socket must accept within a second or two.
-	return poll(10*time.Second, func() error {
+	err = poll(10*time.Second, func() error {
 		if !p.alive() {
-			return retryStop(fmt.Errorf("weft: %w; last lines of %s:\n%s", p.exitErr(), p.log, tailFrom(p.log, 0, 30)))
+			return dead()
 		}
 		return activate(sock)
 	})
+	if err != nil {
+		return err
+	}
+	return poll(60*time.Second, func() error {
+		if !p.alive() {
+			return dead()
+		}
+		return weftReady(sock)
+	})
+}
+
+// weftReady returns nil once weft at sock has finished starting:
+// /Weft.State waits for that, then answers — 200, or an error if the
+// start-up failed, which is no reason to wait longer either.
+func weftReady(sock string) error {
+	_, err := pluginCall(sock, weftplugin.StatePath, 5*time.Second)
+	var se *pluginStatusError
+	if errors.As(err, &se) {
+		if se.code == http.StatusNotFound {
+			return retryStop(fmt.Errorf("this weft does not serve %s: %w", weftplugin.StatePath, err))
+		}
+		return nil
+	}
+	return err
+}
+
+func (legacyPlugin) socket(h *Host) (string, error) {
+	return filepath.Join(h.pluginDir(), "weft.sock"), nil
 }
 
 func (legacyPlugin) kill(h *Host) error {
@@ -117,7 +164,8 @@ func (h *Host) KillWeft(t testing.TB) {
 	}
 }
 
-// StartWeft starts weft again after KillWeft.
+// StartWeft starts weft again after KillWeft and waits until it is ready
+// (see legacyPlugin.startWith).
 func (h *Host) StartWeft(t testing.TB) {
 	t.Helper()
 	if err := h.plugin.start(h); err != nil {

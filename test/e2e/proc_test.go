@@ -27,12 +27,24 @@ type proc struct {
 // startProc starts argv with stdout and stderr appended to logPath and
 // records its PID in pidPath (for the next run's stale cleanup).
 func startProc(name, logPath, pidPath string, argv ...string) (*proc, error) {
+	return startProcEnv(name, logPath, pidPath, nil, argv...)
+}
+
+// startProcEnv is startProc with env (KEY=VALUE) added to the environment.
+func startProcEnv(name, logPath, pidPath string, env []string, argv ...string) (*proc, error) {
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(f, "==== %s: %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(argv, " "))
+	line := strings.Join(argv, " ")
+	if len(env) > 0 {
+		line = strings.Join(env, " ") + " " + line
+	}
+	fmt.Fprintf(f, "==== %s: %s\n", time.Now().Format(time.RFC3339Nano), line)
 	cmd := exec.Command(argv[0], argv[1:]...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = f, f
 	// Own process group: a ^C on the test does not reach dockerd half-way
 	// through a restart; teardown (or the next run) stops it.
