@@ -156,14 +156,16 @@ func pidAlive(pid int) bool {
 	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z'
 }
 
-// killPIDs SIGKILLs pids and waits up to 10s for them to be gone.
+// killPIDs SIGKILLs pids and waits up to 30s for them to be gone: on a loaded
+// 2-core machine a killed process can spend over 10s in the kernel tearing
+// down its mounts and namespaces (seen once with a managed plugin host).
 func killPIDs(pids []int) error {
 	for _, pid := range pids {
 		if pid > 1 && pid != os.Getpid() {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for _, pid := range pids {
 		for pidAlive(pid) {
 			if time.Now().After(deadline) {
