@@ -15,9 +15,46 @@ import (
 	"github.com/weftnet/weft/store"
 )
 
+// CapabilitiesResponse is NetworkDriver.GetCapabilities' answer.
+// go-plugins-helpers' type lacks GwAllocChecker (Docker 28, moby#49372).
+type CapabilitiesResponse struct {
+	Scope             string
+	ConnectivityScope string
+	// GwAllocChecker asks Docker ≥ 28 to call GwAllocCheck before it
+	// reserves gateway addresses; older engines ignore the field.
+	GwAllocChecker bool
+}
+
 // Capabilities answers NetworkDriver.GetCapabilities.
-func (d *Driver) Capabilities() *network.CapabilitiesResponse {
-	return &network.CapabilitiesResponse{Scope: d.scope, ConnectivityScope: d.scope}
+func (d *Driver) Capabilities() *CapabilitiesResponse {
+	return &CapabilitiesResponse{Scope: d.scope, ConnectivityScope: d.scope, GwAllocChecker: true}
+}
+
+// GwAllocCheckResponse is GwAllocCheck's answer: which families need no
+// gateway address reserved.
+type GwAllocCheckResponse struct {
+	SkipIPv4 bool
+	SkipIPv6 bool
+}
+
+// GwAllocCheck answers NetworkDriver.GwAllocCheck, which Docker ≥ 28 sends
+// before it asks IPAM for a network's gateway addresses; opts is the map
+// CreateNetwork will get. A network whose containers have no gateway needs
+// no address set aside for one, so that address stays free for a container:
+//   - macvlan without a parent: the network is a private segment with no
+//     way out (its containers get no default route);
+//   - --internal macvlan or vxlan: no traffic leaves the network.
+//
+// A bridge always needs its gateway: it is the bridge's own address. A
+// gateway the user gave with --gateway is reserved whatever the answer (that
+// is Docker's rule). Engines before 28 never call this and reserve a gateway
+// for every network, which weft then leaves unused in these cases.
+func (d *Driver) GwAllocCheck(ctx context.Context, opts map[string]any) (GwAllocCheckResponse, error) {
+	if err := d.wait(ctx); err != nil {
+		return GwAllocCheckResponse{}, err
+	}
+	skip, err := gatewayless(opts)
+	return GwAllocCheckResponse{SkipIPv4: skip, SkipIPv6: skip}, err
 }
 
 // CreateNetwork validates the request, builds the network in the kernel and

@@ -86,14 +86,7 @@ func parseNetwork(req networkRequest) (dataplane.Network, error) {
 	if err != nil {
 		return n, err
 	}
-	n.Mode = dataplane.Bridge
-	if m, ok := generic[optMode]; ok {
-		n.Mode = dataplane.ModeName(m)
-		if !slices.Contains(knownModes(), n.Mode) {
-			return n, fmt.Errorf("%w: %s=%q is not a weft mode; use bridge, macvlan or vxlan", ErrInvalidOption, optMode, m)
-		}
-	}
-	if err := checkOptionNames(n.Mode, generic); err != nil {
+	if n.Mode, err = parseMode(generic); err != nil {
 		return n, err
 	}
 	if n.EnableIPv6, err = boolOption(req.Options, keyEnableIPv6, false); err != nil {
@@ -124,6 +117,19 @@ func parseNetwork(req networkRequest) (dataplane.Network, error) {
 		err = parseVxlan(&n, generic)
 	}
 	return n, err
+}
+
+// parseMode reads the mode option (bridge when absent) and checks that
+// every other option belongs to that mode.
+func parseMode(generic map[string]string) (dataplane.ModeName, error) {
+	mode := dataplane.Bridge
+	if m, ok := generic[optMode]; ok {
+		mode = dataplane.ModeName(m)
+		if !slices.Contains(knownModes(), mode) {
+			return mode, fmt.Errorf("%w: %s=%q is not a weft mode; use bridge, macvlan or vxlan", ErrInvalidOption, optMode, m)
+		}
+	}
+	return mode, checkOptionNames(mode, generic)
 }
 
 // genericOptions extracts the user's -o options as strings.
@@ -388,4 +394,30 @@ func checkID(kind, id string) error {
 		return fmt.Errorf("%w: %s ID %q: %w", ErrInvalidOption, kind, id, err)
 	}
 	return nil
+}
+
+// gatewayless reports whether a network created with these CreateNetwork
+// options has no use for a gateway address (see Driver.GwAllocCheck). It
+// refuses what CreateNetwork would refuse, so the user hears of a bad
+// option before Docker reserves anything.
+func gatewayless(opts map[string]any) (bool, error) {
+	generic, err := genericOptions(opts)
+	if err != nil {
+		return false, err
+	}
+	mode, err := parseMode(generic)
+	if err != nil {
+		return false, err
+	}
+	internal, err := boolOption(opts, keyInternal, false)
+	if err != nil {
+		return false, err
+	}
+	switch mode {
+	case dataplane.Macvlan:
+		return internal || generic[optParent] == "", nil
+	case dataplane.Vxlan:
+		return internal, nil
+	}
+	return false, nil
 }

@@ -41,12 +41,6 @@ const maxLogPathBytes = 256
 // manifest answers /Plugin.Activate: both APIs on this one socket.
 const manifest = `{"Implements":["NetworkDriver","IpamDriver"]}`
 
-// gwAllocCheckResponse is GwAllocCheck's answer (not in go-plugins-helpers).
-type gwAllocCheckResponse struct {
-	SkipIPv4 bool
-	SkipIPv6 bool
-}
-
 // errorResponse carries errors in the field each API reads: NetworkDriver
 // clients read "Err", IpamDriver clients "Error"; a non-200 status makes
 // both treat it as a failure.
@@ -267,9 +261,8 @@ func newRouter(d *Driver, maxBody int64) *router {
 	route(rt, nd+"RevokeExternalConnectivity", func(ctx context.Context, r *network.RevokeExternalConnectivityRequest) (any, error) {
 		return struct{}{}, d.RevokeExternalConnectivity(ctx, r)
 	})
-	route(rt, nd+"GwAllocCheck", func(ctx context.Context, _ *struct{ Options map[string]any }) (any, error) {
-		// weft always lets Docker reserve the gateway through IPAM.
-		return gwAllocCheckResponse{}, d.wait(ctx)
+	route(rt, nd+"GwAllocCheck", func(ctx context.Context, r *struct{ Options map[string]any }) (any, error) {
+		return d.GwAllocCheck(ctx, r.Options)
 	})
 
 	ip := "/IpamDriver."

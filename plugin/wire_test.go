@@ -87,6 +87,33 @@ const (
 	wireEp  = "4111a99c1e5c8f6e7d2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f80"
 )
 
+// TestWireGwAllocCheck: Docker ≥ 28 reserves no gateway address for a
+// network weft says needs none; everything else keeps its gateway, and a bad
+// option is refused here already.
+func TestWireGwAllocCheck(t *testing.T) {
+	w, _ := serveWire(t)
+	for _, c := range []struct {
+		name, opts string
+		skip       bool
+	}{
+		{"bridge", `{}`, false},
+		{"bridge internal", `{"com.docker.network.internal":true}`, false},
+		{"macvlan with parent", `{"com.docker.network.generic":{"mode":"macvlan","parent":"eth0"}}`, false},
+		{"macvlan without parent", `{"com.docker.network.generic":{"mode":"macvlan"}}`, true},
+		{"macvlan internal", `{"com.docker.network.internal":true,"com.docker.network.generic":{"mode":"macvlan","parent":"eth0"}}`, true},
+		{"vxlan", `{"com.docker.network.generic":{"mode":"vxlan","vni":"42"}}`, false},
+		{"vxlan internal", `{"com.docker.network.internal":true,"com.docker.network.generic":{"mode":"vxlan"}}`, true},
+	} {
+		got := w.ok("/NetworkDriver.GwAllocCheck", `{"Options":`+c.opts+`}`)
+		if got["SkipIPv4"] != c.skip || got["SkipIPv6"] != c.skip {
+			t.Errorf("%s: GwAllocCheck = %v, want skip %v for both families", c.name, got, c.skip)
+		}
+	}
+	w.fails("/NetworkDriver.GwAllocCheck", `{"Options":{"com.docker.network.generic":{"mode":"ipvlan"}}}`, `mode="ipvlan" is not a weft mode`)
+	w.fails("/NetworkDriver.GwAllocCheck", `{"Options":{"com.docker.network.generic":{"parent":"eth0"}}}`, `parent`)
+	w.fails("/NetworkDriver.GwAllocCheck", `{"Options":{"com.docker.network.internal":"maybe"}}`, `com.docker.network.internal`)
+}
+
 // TestWireLifecycle walks every route in the order dockerd calls them for
 // `docker network create`, `docker run`, `docker stop` and `docker network rm`.
 func TestWireLifecycle(t *testing.T) {
@@ -96,7 +123,7 @@ func TestWireLifecycle(t *testing.T) {
 		t.Fatalf("Activate implements %s", impl)
 	}
 	caps := w.ok("/NetworkDriver.GetCapabilities", "")
-	if caps["Scope"] != "local" || caps["ConnectivityScope"] != "local" {
+	if caps["Scope"] != "local" || caps["ConnectivityScope"] != "local" || caps["GwAllocChecker"] != true {
 		t.Fatalf("capabilities %v", caps)
 	}
 	if ic := w.ok("/IpamDriver.GetCapabilities", ""); ic["RequiresMACAddress"] != false {
