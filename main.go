@@ -121,9 +121,14 @@ func start(ctx context.Context, d *plugin.Driver, st plugin.Settings, log *slog.
 	if name == "" {
 		name = "unknown"
 	}
-	if backend.FromDocker {
-		log.Info("iptables back-end: "+name, "programs", backend.IPv4+" "+backend.IPv6, "why", backend.Reason)
-	} else {
+	switch {
+	case backend.DockerFirewall == fw.FirewallNftables:
+		// Docker 29 --firewall-backend=nftables: dockerd's rules are in its
+		// own nftables table; weft's iptables rules coexist with them.
+		log.Info("dockerd's firewall back-end: nftables; weft's rules coexist with it through iptables back-end "+name, "programs", backend.IPv4+" "+backend.IPv6, "why", backend.Reason)
+	case backend.FromDocker:
+		log.Info("dockerd's firewall back-end: iptables; weft's rules go beside dockerd's in iptables back-end "+name, "programs", backend.IPv4+" "+backend.IPv6, "why", backend.Reason)
+	default:
 		log.Warn("iptables back-end: "+name+" (dockerd's own chains not found, so this is a guess)", "programs", backend.IPv4+" "+backend.IPv6, "why", backend.Reason)
 	}
 	firewall, err := fw.New(log, backend.Option())

@@ -37,7 +37,18 @@ type Backend struct {
 	// touches iptables — or runs with --iptables=false. A caller may detect
 	// again later, before it first writes a rule, to get a firmer answer.
 	FromDocker bool
+	// DockerFirewall is dockerd's own firewall back-end as seen in the
+	// kernel: FirewallIptables (its DOCKER* chains), FirewallNftables (its
+	// docker-bridges table, Docker 29 --firewall-backend=nftables), or ""
+	// when neither is there (yet).
+	DockerFirewall string
 }
+
+// dockerd's firewall back-ends (its --firewall-backend values).
+const (
+	FirewallIptables = "iptables"
+	FirewallNftables = "nftables"
+)
 
 // Option returns the New option that selects b's programs.
 func (b Backend) Option() Option { return Binaries(b.IPv4, b.IPv6) }
@@ -81,6 +92,9 @@ type Probe struct {
 	// ip6tables, iptables-nft, ip6tables-nft, iptables-legacy,
 	// ip6tables-legacy.
 	Paths map[string]string
+	// NFTables are the nftables tables of the namespace (ListNFTables);
+	// empty when they could not be listed.
+	NFTables []NFTable
 }
 
 // tally is what a dump says about who uses that back-end.
@@ -146,13 +160,29 @@ const weftChainPrefix = "WEFT-"
 //     that one. In both (the host switched back-ends without a reboot): the
 //     one with more Docker rules, then the one whose FORWARD policy is DROP,
 //     then nft.
-//  3. weft's own chains (WEFT-*) in exactly one: that one, to stay where
+//  3. No Docker chains in either, but Docker's nftables table
+//     (docker-bridges, Docker 29 --firewall-backend=nftables): nft, so that
+//     weft's rules and dockerd's are both nf_tables rules. They coexist:
+//     Docker's chains match only its own bridges and accept the rest.
+//  4. weft's own chains (WEFT-*) in exactly one: that one, to stay where
 //     this weft (before a restart) already wrote.
-//  4. Rules in exactly one: that one (another firewall program uses it).
-//  5. The back-end of the plain iptables program, else nft.
+//  5. Rules in exactly one: that one (another firewall program uses it).
+//  6. The back-end of the plain iptables program, else nft.
 //
-// Only step 2 sets FromDocker.
+// Only steps 2 and 3 set FromDocker.
 func ChooseBackend(p Probe) Backend {
+	b := chooseBackend(p)
+	n, l := count(p.NFT.Output), count(p.Legacy.Output)
+	switch {
+	case n.dockerChains > 0 || l.dockerChains > 0:
+		b.DockerFirewall = FirewallIptables
+	case len(dockerNFTTables(p.NFTables)) > 0:
+		b.DockerFirewall = FirewallNftables
+	}
+	return b
+}
+
+func chooseBackend(p Probe) Backend {
 	nftOK := p.NFT.usable() && p.Paths["iptables-nft"] != ""
 	legacyOK := p.Legacy.usable() && p.Paths["iptables-legacy"] != ""
 	switch {
@@ -161,7 +191,11 @@ func ChooseBackend(p Probe) Backend {
 		b.Reason = "neither iptables-nft nor iptables-legacy can be used" + p.why() + "; using the plain iptables programs"
 		return b
 	case !nftOK:
-		return p.backend(BackendLegacy, false, "only the legacy back-end can be used"+p.why())
+		b := p.backend(BackendLegacy, false, "only the legacy back-end can be used"+p.why())
+		if t := dockerNFTTables(p.NFTables); len(t) > 0 {
+			b.Reason += fmt.Sprintf(" (dockerd uses nftables, table %s: both sets of rules still apply, as each back-end hooks the same points)", strings.Join(t, ", table "))
+		}
+		return b
 	case !legacyOK:
 		return p.backend(BackendNFT, false, "only the nft back-end can be used"+p.why())
 	}
@@ -183,6 +217,8 @@ func ChooseBackend(p Probe) Backend {
 		default:
 			return p.backend(BackendNFT, true, both+"; preferring nft")
 		}
+	case len(dockerNFTTables(p.NFTables)) > 0:
+		return p.backend(BackendNFT, true, fmt.Sprintf("dockerd uses its nftables firewall back-end (table %s) and has no iptables chains; weft's iptables rules go in the nft back-end beside it", strings.Join(dockerNFTTables(p.NFTables), ", table ")))
 	case n.weftChains > 0 && l.weftChains == 0:
 		return p.backend(BackendNFT, false, "no dockerd chains in either back-end yet; weft's own chains are in the nft tables")
 	case l.weftChains > 0 && n.weftChains == 0:
@@ -255,22 +291,25 @@ type Runner func(ctx context.Context, name string, args ...string) (string, erro
 // LookPath finds a program, like exec.LookPath.
 type LookPath func(name string) (string, error)
 
+// TableLister lists the namespace's nftables tables, like ListNFTables.
+type TableLister func() ([]NFTable, error)
+
 // DetectBackend finds the back-end dockerd uses in the current network
 // namespace by reading both back-ends' tables (iptables-nft-save,
 // iptables-legacy-save; read-only) and decides with ChooseBackend. It takes
 // well under a second; ctx bounds it.
 func DetectBackend(ctx context.Context) Backend {
-	return DetectBackendWith(ctx, exec.LookPath, runProgram)
+	return DetectBackendWith(ctx, exec.LookPath, runProgram, ListNFTables)
 }
 
-// DetectBackendWith is DetectBackend with the program look-up and runner
-// given (tests pass fakes).
-func DetectBackendWith(ctx context.Context, look LookPath, run Runner) Backend {
-	return ChooseBackend(ProbeBackends(ctx, look, run))
+// DetectBackendWith is DetectBackend with the program look-up, runner and
+// table lister given (tests pass fakes).
+func DetectBackendWith(ctx context.Context, look LookPath, run Runner, tables TableLister) Backend {
+	return ChooseBackend(ProbeBackends(ctx, look, run, tables))
 }
 
 // ProbeBackends gathers what ChooseBackend needs.
-func ProbeBackends(ctx context.Context, look LookPath, run Runner) Probe {
+func ProbeBackends(ctx context.Context, look LookPath, run Runner, tables TableLister) Probe {
 	p := Probe{Paths: map[string]string{}}
 	for _, name := range []string{"iptables", "ip6tables", "iptables-nft", "ip6tables-nft", "iptables-legacy", "ip6tables-legacy", progNFTSave, progLegacySave} {
 		if path, err := look(name); err == nil {
@@ -284,6 +323,9 @@ func ProbeBackends(ctx context.Context, look LookPath, run Runner) Probe {
 		}
 		out, err := run(ctx, path)
 		return Dump{Found: true, Output: out, Err: err}
+	}
+	if t, err := tables(); err == nil {
+		p.NFTables = t
 	}
 	p.NFT = dump(progNFTSave)
 	p.Legacy = dump(progLegacySave)

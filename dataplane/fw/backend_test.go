@@ -108,14 +108,49 @@ func TestChooseBackend(t *testing.T) {
 	// Both hold the same Docker rules; only legacy's FORWARD policy is DROP.
 	nftAccept := strings.Replace(dockerNFT, ":FORWARD DROP", ":FORWARD ACCEPT", 1)
 
+	// Docker 29 with --firewall-backend=nftables: its own tables, no chains.
+	dockerTables := []NFTable{{"ip", "filter"}, {"ip", DockerNFTable}, {"ip6", DockerNFTable}}
+	otherTables := []NFTable{{"inet", "firewalld"}, {"ip", "docker-bridges-old"}}
+
 	tests := []struct {
-		name       string
-		probe      Probe
-		want       string // Backend.Name
-		fromDocker bool
-		v4, v6     string
-		reason     string // a part of Reason
+		name           string
+		probe          Probe
+		want           string // Backend.Name
+		fromDocker     bool
+		v4, v6         string
+		reason         string // a part of Reason
+		dockerFirewall string
 	}{
+		{
+			name:           "docker 29 on its nftables back-end, iptables defaults to legacy",
+			probe:          Probe{NFT: dump(""), Legacy: dump(weftOnly), Default: BackendLegacy, Paths: allPaths(), NFTables: dockerTables},
+			want:           BackendNFT,
+			fromDocker:     true,
+			v4:             "/usr/sbin/iptables-nft",
+			reason:         "dockerd uses its nftables firewall back-end (table ip docker-bridges, table ip6 docker-bridges)",
+			dockerFirewall: FirewallNftables,
+		},
+		{
+			name:           "docker on nftables, only legacy iptables usable",
+			probe:          Probe{NFT: dump(""), Legacy: dump(emptyFilter), Paths: noNFT, NFTables: dockerTables},
+			want:           BackendLegacy,
+			reason:         "dockerd uses nftables, table ip docker-bridges",
+			dockerFirewall: FirewallNftables,
+		},
+		{
+			name:           "docker chains win over a docker-bridges table left from an earlier run",
+			probe:          Probe{NFT: dump(legacyWarning), Legacy: dump(dockerLegacy), Paths: allPaths(), NFTables: dockerTables},
+			want:           BackendLegacy,
+			fromDocker:     true,
+			reason:         "dockerd's chains are in the legacy tables",
+			dockerFirewall: FirewallIptables,
+		},
+		{
+			name:   "other nftables tables are not Docker's",
+			probe:  Probe{NFT: dump(""), Legacy: dump(weftOnly), Default: BackendNFT, Paths: allPaths(), NFTables: otherTables},
+			want:   BackendLegacy,
+			reason: "weft's own chains are in the legacy tables",
+		},
 		{
 			name:       "docker on nft",
 			probe:      Probe{NFT: dump(dockerNFT), Legacy: dump(""), Default: BackendNFT, Paths: allPaths()},
@@ -222,6 +257,8 @@ func TestChooseBackend(t *testing.T) {
 			probe:  Probe{NFT: dump(dockerNFT), Legacy: dump(""), Paths: noNFT},
 			want:   BackendLegacy,
 			reason: "only the legacy back-end can be used",
+			// dockerd's chains are there, only the program to add to them is not
+			dockerFirewall: FirewallIptables,
 		},
 		{
 			name:       "legacy without ip6tables-legacy: IPv6 stays legacy (and will fail)",
@@ -265,6 +302,13 @@ func TestChooseBackend(t *testing.T) {
 			}
 			if b.Reason == "" {
 				t.Error("empty reason")
+			}
+			want := tc.dockerFirewall
+			if want == "" && tc.fromDocker {
+				want = FirewallIptables // the cases that find dockerd's chains
+			}
+			if b.DockerFirewall != want {
+				t.Errorf("DockerFirewall %q, want %q", b.DockerFirewall, want)
 			}
 		})
 	}
@@ -320,6 +364,9 @@ func (f *fakeHost) run(_ context.Context, name string, args ...string) (string, 
 	return f.out[key], f.errs[key]
 }
 
+// noTables is a TableLister for a namespace without nftables tables.
+func noTables() ([]NFTable, error) { return nil, nil }
+
 func TestDetectBackendWith(t *testing.T) {
 	paths := allPaths()
 	paths[progNFTSave] = "/usr/sbin/" + progNFTSave
@@ -332,7 +379,7 @@ func TestDetectBackendWith(t *testing.T) {
 			"/usr/sbin/iptables --version":   "iptables v1.8.9 (nf_tables)\n",
 		},
 	}
-	b := DetectBackendWith(context.Background(), f.look, f.run)
+	b := DetectBackendWith(context.Background(), f.look, f.run, noTables)
 	if b.Name != BackendLegacy || !b.FromDocker || b.IPv4 != "/usr/sbin/iptables-legacy" || b.IPv6 != "/usr/sbin/ip6tables-legacy" {
 		t.Errorf("got %s", b)
 	}
@@ -345,7 +392,7 @@ func TestDetectBackendWith(t *testing.T) {
 
 	// A failing save program is reported, not fatal.
 	f.errs = map[string]error{"/usr/sbin/iptables-legacy-save": errors.New("boom")}
-	b = DetectBackendWith(context.Background(), f.look, f.run)
+	b = DetectBackendWith(context.Background(), f.look, f.run, noTables)
 	if b.Name != BackendNFT || !strings.Contains(b.Reason, "iptables-legacy-save failed: boom") {
 		t.Errorf("with a failing legacy save: got %s", b)
 	}
@@ -353,7 +400,7 @@ func TestDetectBackendWith(t *testing.T) {
 	// No plain iptables: Default stays unknown, nothing runs it.
 	delete(f.paths, "iptables")
 	f.errs, f.calls = nil, nil
-	p := ProbeBackends(context.Background(), f.look, f.run)
+	p := ProbeBackends(context.Background(), f.look, f.run, noTables)
 	if p.Default != "" || len(f.calls) != 2 {
 		t.Errorf("without iptables: Default %q, calls %q", p.Default, f.calls)
 	}
