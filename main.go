@@ -103,6 +103,9 @@ func serve(args []string) int {
 // start opens the store, builds IPAM and the modes, and hands them to the
 // driver, which loads and reconciles its state.
 func start(ctx context.Context, d *plugin.Driver, st plugin.Settings, log *slog.Logger) (func(), error) {
+	dir, why := st.ResolveStateDir(os.Stat)
+	st.StateDir = dir
+	log.Info("state directory: "+dir, "why", why)
 	db, err := bolt.Open(st.StoreFile())
 	if err != nil {
 		d.Fail(err)

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -20,9 +21,16 @@ const DefaultSocket = "/run/docker/plugins/weft.sock"
 // Settings configure `weft serve`. Each has a flag and an environment
 // variable (settable with `docker plugin set`); a flag wins over the variable.
 type Settings struct {
-	Socket       string
-	LogLevel     slog.Level
-	StateDir     string
+	Socket   string
+	LogLevel slog.Level
+	StateDir string
+	// StateMount is where the managed plugin's "state" mount appears
+	// (config.json): a directory there, mounted with state.source=DIR,
+	// holds the state instead of StateDir. Its default source is /dev/null,
+	// which a plain install always has, so no host directory has to be made
+	// first; StateDir is then Docker's own directory for the plugin (its
+	// propagated mount). Empty outside the managed plugin.
+	StateMount   string
 	Store        string // "" = bbolt file in StateDir
 	Scope        string
 	DefaultPools []ipam.DefaultPool
@@ -30,6 +38,23 @@ type Settings struct {
 	// without a network or endpoint using it before weft releases it
 	// (reservations.go); zero turns the release off.
 	ReservationGrace time.Duration
+}
+
+// ResolveStateDir picks the state directory: StateMount when a directory is
+// mounted there, else StateDir. It says which and why, for the log.
+func (s Settings) ResolveStateDir(stat func(string) (fs.FileInfo, error)) (dir, why string) {
+	if s.StateMount == "" {
+		return s.StateDir, "--state-dir (WEFT_STATE_DIR)"
+	}
+	fi, err := stat(s.StateMount)
+	switch {
+	case err == nil && fi.IsDir():
+		return s.StateMount, "the directory mounted with state.source"
+	case err == nil:
+		return s.StateDir, "state.source is not set; Docker's directory for the plugin, kept across restarts and upgrades, removed with the plugin"
+	default:
+		return s.StateDir, fmt.Sprintf("nothing usable at %s (%v); Docker's directory for the plugin", s.StateMount, err)
+	}
 }
 
 // StoreFile is the bbolt file used when no cluster store is configured.
@@ -45,6 +70,7 @@ func settingTable() []setting {
 		{"socket", "WEFT_SOCKET", DefaultSocket, "unix socket to serve the plugin APIs on"},
 		{"log-level", "LOG_LEVEL", "info", "log level: debug, info, warn or error"},
 		{"state-dir", "WEFT_STATE_DIR", "/var/lib/weft", "directory for weft's state file"},
+		{"state-mount", "WEFT_STATE_MOUNT", "", "a path where a directory, when mounted, replaces --state-dir (the managed plugin's state.source)"},
 		{"store", "WEFT_STORE", "", "state store: empty for the embedded file, etcd://host:2379,... for a cluster"},
 		{"scope", "WEFT_SCOPE", ScopeLocal, "network scope announced to Docker: local or global"},
 		{"default-pools", "WEFT_DEFAULT_POOLS", ipam.DefaultPoolsSetting, "pools for networks created without --subnet: base=CIDR,size=N;..."},
@@ -90,6 +116,10 @@ func ParseSettings(args []string, getenv func(string) string, usageOut io.Writer
 	st.StateDir = *vals["state-dir"]
 	if !filepath.IsAbs(st.StateDir) {
 		return st, fmt.Errorf("WEFT_STATE_DIR %q must be an absolute path", st.StateDir)
+	}
+	st.StateMount = *vals["state-mount"]
+	if st.StateMount != "" && !filepath.IsAbs(st.StateMount) {
+		return st, fmt.Errorf("WEFT_STATE_MOUNT %q must be an absolute path", st.StateMount)
 	}
 	st.Store = *vals["store"]
 	if st.Store != "" {

@@ -3,6 +3,8 @@ package plugin
 import (
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -53,5 +55,33 @@ func TestSettingsRefusals(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("args %v env %v: error %v, want it to mention %q", tt.args, tt.env, err, tt.want)
 		}
+	}
+}
+
+// The managed plugin's state: a directory mounted with state.source wins;
+// the default mount source (/dev/null, a device) leaves Docker's directory.
+func TestResolveStateDir(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, mount, want, why string
+	}{
+		{"legacy plugin", "", "/var/lib/weft", "WEFT_STATE_DIR"},
+		{"state.source set", dir, dir, "mounted with state.source"},
+		{"default /dev/null", "/dev/null", "/var/lib/weft", "state.source is not set"},
+		{"a file", file, "/var/lib/weft", "state.source is not set"},
+		{"nothing there", filepath.Join(dir, "missing"), "/var/lib/weft", "nothing usable at"},
+	} {
+		s := Settings{StateDir: "/var/lib/weft", StateMount: c.mount}
+		got, why := s.ResolveStateDir(os.Stat)
+		if got != c.want || !strings.Contains(why, c.why) {
+			t.Errorf("%s: ResolveStateDir = %q (%s), want %q (%s)", c.name, got, why, c.want, c.why)
+		}
+	}
+	if _, err := ParseSettings(nil, envOf(map[string]string{"WEFT_STATE_MOUNT": "rel"}), io.Discard); err == nil || !strings.Contains(err.Error(), "WEFT_STATE_MOUNT") {
+		t.Errorf("a relative WEFT_STATE_MOUNT: %v", err)
 	}
 }

@@ -78,8 +78,8 @@ func TestManagedInstallFromRegistry(t *testing.T) {
 		}
 	}
 	// Config.Mounts is what dockerd mounts (`set` changes it there).
-	if len(pc.Config.Mounts) != 1 || pc.Config.Mounts[0].Source != p.stateDir || pc.Config.Mounts[0].Destination != "/var/lib/weft" {
-		t.Errorf("plugin mounts %+v, want only %s at /var/lib/weft", pc.Config.Mounts, p.stateDir)
+	if len(pc.Config.Mounts) != 1 || pc.Config.Mounts[0].Source != p.stateDir || pc.Config.Mounts[0].Destination != "/var/lib/weft-source" {
+		t.Errorf("plugin mounts %+v, want only %s at /var/lib/weft-source", pc.Config.Mounts, p.stateDir)
 	}
 	for _, m := range pc.Config.Mounts {
 		if strings.Contains(m.Source, "docker") {
