@@ -30,6 +30,9 @@ func TestCreateRefused(t *testing.T) {
 		// dockerd itself refuses this one before asking weft (so the
 		// message does not come from weft)
 		byDocker bool
+		// dockerd of this version {major, minor} and later refuses this one
+		// itself; older ones leave it to weft
+		byDockerSince [2]int
 		// dockerIPAM: Docker's default IPAM chooses the addresses, so the
 		// refusal must come from weft's network driver
 		dockerIPAM bool
@@ -60,6 +63,10 @@ func TestCreateRefused(t *testing.T) {
 		name: "host bits set",
 		args: []string{"--subnet", "10.1.2.3/24"},
 		want: []string{"10.1.2.3/24"},
+		// Docker 25 validates the IPAM config in the API ("invalid subnet
+		// 10.1.2.3/24: it should be 10.1.2.0/24"; moby commit 4f47013feb,
+		// api/types/network/ipam.go ValidateIPAM).
+		byDockerSince: [2]int{25, 0},
 	}, {
 		name:  "overlapping subnet",
 		args:  []string{"--subnet", "10.93.0.0/16"},
@@ -126,7 +133,8 @@ func TestCreateRefused(t *testing.T) {
 			// dockerd prefixes a plugin's error with the method it called
 			// (protocol.md §1.1).
 			fromWeft := strings.Contains(stderr, "NetworkDriver.") || strings.Contains(stderr, "IpamDriver.")
-			if !c.byDocker && !fromWeft {
+			byDocker := c.byDocker || c.byDockerSince[0] > 0 && engineAtLeast(t, h, c.byDockerSince[0], c.byDockerSince[1])
+			if !byDocker && !fromWeft {
 				t.Errorf("the error did not come from weft: %s", stderr)
 			}
 			for _, w := range c.want {

@@ -197,17 +197,21 @@ func TestIPv6Isolation(t *testing.T) {
 	h.AssertNoPing6(t, "v3-b", h.ContainerIPv6(t, "v3-a", "v3-n1").String())
 	h.AssertNoPing6(t, "v3-c", h.ContainerIPv6(t, "v3-d", "v3-noicc").String())
 
-	// IPv4-only networks: dockerd 20.10 turns IPv6 off in such containers
-	// (disable_ipv6=1), but a container may turn it on again and then has a
-	// link-local address; that must not get it past enable_icc=false.
+	// IPv4-only networks: dockerd turns IPv6 off in such containers
+	// (20.10: disable_ipv6=1 for all; 29: for the interface, and
+	// --sysctl cannot undo it), but a privileged container may turn it on
+	// again and then has a link-local address; that must not get it past
+	// enable_icc=false. The test turns it on from outside, the same way on
+	// every engine.
 	h.CreateNetwork(t, "v3-v4icc")
 	h.CreateNetwork(t, "v3-v4noicc", "-o", "com.docker.network.bridge.enable_icc=false")
-	ipv6On := []string{"--sysctl", "net.ipv6.conf.all.disable_ipv6=0"}
 	for _, c := range []string{"v3-e", "v3-f"} {
-		h.Run(t, c, append([]string{"--network", "v3-v4icc"}, ipv6On...)...)
+		h.Run(t, c, "--network", "v3-v4icc")
+		turnOnIPv6(t, h, c)
 	}
 	for _, c := range []string{"v3-g", "v3-h"} {
-		h.Run(t, c, append([]string{"--network", "v3-v4noicc"}, ipv6On...)...)
+		h.Run(t, c, "--network", "v3-v4noicc")
+		turnOnIPv6(t, h, c)
 	}
 	// Both ends' addresses must be usable (not tentative), or a ping fails
 	// for that reason alone.
@@ -223,6 +227,18 @@ func TestIPv6Isolation(t *testing.T) {
 	h.AssertPing6(t, "v3-f", e+"%eth0")
 	h.AssertNoPing6(t, "v3-g", hh+"%eth0")
 	h.AssertNoPing6(t, "v3-h", g+"%eth0")
+}
+
+// turnOnIPv6 undoes what dockerd does to a container on an IPv4-only
+// network: IPv6 off, for all interfaces and for eth0 (as a container with
+// CAP_NET_ADMIN and a writable /proc/sys could do itself).
+func turnOnIPv6(t testing.TB, h *Host, ctr string) {
+	t.Helper()
+	pid := h.Docker(t, "inspect", "-f", "{{.State.Pid}}", ctr)
+	if out, err := runT(30*time.Second, "nsenter", "--target", pid, "--net", "--", "sh", "-c",
+		"echo 0 > /proc/sys/net/ipv6/conf/all/disable_ipv6 && echo 0 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6"); err != nil {
+		t.Fatalf("turning IPv6 on in %s: %v\n%s", ctr, err, out)
+	}
 }
 
 // linkLocal is ctr's eth0 link-local address ("" if none).
