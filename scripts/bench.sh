@@ -15,7 +15,7 @@
 # iperf3, linux-perf, ... — only what is missing, starting no service), builds
 # weft and the harness (test/bench, build tag bench) and runs it. The harness
 # starts its own dockerd and weft in network namespaces named weft-bench-*
-# (never the machine's engine, never the e2e suite's weft-e2e-*), sends
+# (never the machine's engine, never the e2e suite's weft-e2e*), sends
 # traffic only between namespaces it made, and removes everything at the end.
 # The raw samples are kept in /tmp/weft-bench-results[-quick].json; re-render
 # the page from them with: go run -tags bench ./test/bench render -raw FILE -out docs

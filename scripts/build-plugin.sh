@@ -9,8 +9,7 @@
 # `docker network create -d weftnet/weft:dev --ipam-driver weftnet/weft:dev`.
 # The plugin is created disabled; to use it:
 #
-#   mkdir -p /var/lib/weft                 # the state directory must exist
-#   docker plugin enable weftnet/weft:dev
+#   docker plugin enable weftnet/weft:dev  # state: Docker's directory for it
 #
 # An existing, disabled plugin of the same name is replaced; an enabled one
 # is left alone (disable it first, or choose another tag).

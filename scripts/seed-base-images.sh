@@ -26,7 +26,8 @@
 # Needs root (debootstrap), and installs debootstrap with apt-get if missing.
 # Debootstrapped roots are cached as tarballs under WEFT_SEED_CACHE (default
 # /var/cache/weft/seed) so that seeding another engine takes seconds; delete
-# the directory to start afresh. Env: DEBIAN_MIRROR (default
+# the directory to start afresh; seeders running at once take turns (a lock
+# on its .lock file). Env: DEBIAN_MIRROR (default
 # http://deb.debian.org/debian), DOCKER (CLI path, default docker),
 # PULL_TIMEOUT (seconds, default 60).
 set -euo pipefail
@@ -213,6 +214,14 @@ for image in "${images[@]}"; do
 			continue
 		fi
 		say "$image: cannot pull it; making a local stand-in"
+	fi
+	# One seeder at a time writes the cache (two test runs may build the
+	# plugin at once); the second finds the tarballs made.
+	if [[ -z ${seed_locked:-} ]]; then
+		mkdir -p "$cache"
+		exec 8>"$cache/.lock"
+		flock 8
+		seed_locked=1
 	fi
 	case $image in
 	debian:bookworm-slim) seed_debian "$image" ;;

@@ -15,7 +15,8 @@ import (
 )
 
 // nsPrefix starts the name of every namespace and cgroup the harness creates.
-// The end-to-end suite owns weft-e2e-*; nothing here touches those.
+// The end-to-end suite owns weft-e2e* (PREFIX-*, WEFT_E2E_PREFIX); nothing
+// here touches those.
 const nsPrefix = "weft-bench-"
 
 // cleanupStale removes what an earlier run that crashed (or was killed) left

@@ -50,5 +50,5 @@
 // /tmp/weft-bench). At start the harness takes /run/weft-bench.lock and
 // removes what a crashed earlier run left (processes recorded in its
 // pidfiles, weft-bench-* namespaces and cgroups, the work directory); at the
-// end it removes everything it made. It never looks at weft-e2e-* objects.
+// end it removes everything it made. It never looks at weft-e2e* objects.
 package main

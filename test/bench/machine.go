@@ -109,8 +109,9 @@ func loadAvg() string {
 }
 
 // neighbours says what else was running that could disturb the run: other
-// dockerd processes and whether the end-to-end suite held its lock (read from
-// /proc/locks, without touching the lock).
+// dockerd processes and which end-to-end suite runs held their locks (one
+// per WEFT_E2E_PREFIX: /run/weft-e2e*.lock, read from /proc/locks, without
+// touching the locks).
 func neighbours() string {
 	ents, _ := os.ReadDir("/proc")
 	dockerds := 0
@@ -124,8 +125,16 @@ func neighbours() string {
 		}
 	}
 	s := fmt.Sprintf("%d other dockerd process(es) running at start", dockerds)
-	if held("/run/weft-e2e.lock") {
-		s += "; the end-to-end suite was running (it held /run/weft-e2e.lock)"
+	// (weft-e2e.heavy.lock is no run's own: the runs share it.)
+	locks, _ := filepath.Glob("/run/weft-e2e*.lock")
+	var running []string
+	for _, l := range locks {
+		if !strings.Contains(filepath.Base(l), ".heavy.") && held(l) {
+			running = append(running, l)
+		}
+	}
+	if len(running) > 0 {
+		s += fmt.Sprintf("; %d end-to-end suite run(s) were running (they held %s)", len(running), strings.Join(running, ", "))
 	}
 	return s
 }

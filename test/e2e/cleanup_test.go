@@ -14,15 +14,17 @@ import (
 	"time"
 )
 
-// cleanupStale removes what an earlier run that crashed (or was killed, or
-// ran with WEFT_E2E_KEEP) left behind: processes in weft-e2e-* namespaces and
-// cgroups, processes recorded in pidfiles under dir, the namespaces, the
-// cgroups and dir itself. Only objects named weft-e2e-* or under dir are
-// touched.
+// cleanupStale removes what an earlier run of the same prefix that crashed
+// (or was killed, or ran with WEFT_E2E_KEEP) left behind: processes in its
+// namespaces and cgroups (named nsPrefix*, i.e. PREFIX-*), processes
+// recorded in pidfiles under dir, the namespaces, the cgroups and dir
+// itself. Only objects named PREFIX-* or under dir are touched; runs of
+// other prefixes (running now, or crashed) are not (see defaultPrefix).
 func cleanupStale(dir string) error {
 	var errs []error
-	// Processes recorded in pidfiles: only if their command line mentions
-	// dir (a recycled PID belongs to someone else).
+	// Processes recorded in pidfiles: only if their command line names a
+	// path under dir (a recycled PID belongs to someone else; a bare
+	// substring test would take /tmp/weft-e2e26/... for /tmp/weft-e2e's).
 	pidfiles, _ := filepath.Glob(filepath.Join(dir, "*", "*.pid"))
 	var pids []int
 	for _, f := range pidfiles {
@@ -35,7 +37,7 @@ func cleanupStale(dir string) error {
 			continue
 		}
 		cmdline, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-		if strings.Contains(string(cmdline), dir) {
+		if namesPathUnder(string(cmdline), dir) {
 			pids = append(pids, pid)
 		}
 	}
@@ -73,7 +75,28 @@ func cleanupStale(dir string) error {
 	return errors.Join(errs...)
 }
 
-// staleNetNS lists the named namespaces the suite owns.
+// namesPathUnder reports whether a command line (/proc/PID/cmdline: NUL
+// separated) has an argument that is dir or a path under it, alone or as a
+// flag's value (--data-root=DIR/x, unix://DIR/docker.sock).
+func namesPathUnder(cmdline, dir string) bool {
+	for _, arg := range strings.Split(cmdline, "\x00") {
+		for off := 0; ; {
+			i := strings.Index(arg[off:], dir)
+			if i < 0 {
+				break
+			}
+			i += off
+			rest := arg[i+len(dir):]
+			if (i == 0 || strings.ContainsRune("=:/", rune(arg[i-1]))) && (rest == "" || rest[0] == '/') {
+				return true
+			}
+			off = i + 1
+		}
+	}
+	return false
+}
+
+// staleNetNS lists the named namespaces the suite owns (this prefix's).
 func staleNetNS() ([]string, error) {
 	ents, err := os.ReadDir("/var/run/netns")
 	if errors.Is(err, os.ErrNotExist) {

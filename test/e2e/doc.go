@@ -8,26 +8,35 @@
 //
 // # Isolation
 //
-// The suite never touches a Docker engine already running on the machine.
-// Each test host is
+// The suite never touches a Docker engine already running on the machine,
+// and two runs with different prefixes (WEFT_E2E_PREFIX, below) run side by
+// side. Everything machine-wide a run creates is named after its prefix
+// PREFIX (default weft-e2e): the namespaces and cgroups PREFIX-NAME, the lock
+// /run/PREFIX.lock, the work directory /tmp/PREFIX, the tmpfs mounts. It
+// needs no host port, path or name to be free beyond those: the registry of
+// the managed-plugin tests listens on a port the kernel hands out. (Image
+// names, labels and the ports tests publish live in each host's own dockerd
+// and namespace.) Each test host is
 //
-//   - a network namespace weft-e2e-NAME with loopback up;
-//   - a "holder" process (sleep) in that namespace and in a private mount
-//     namespace where /run/docker/plugins and /run/containerd are private
-//     tmpfs mounts, so the legacy plugin socket /run/docker/plugins/weft.sock
-//     and containerd are private to the host;
+//   - a network namespace PREFIX-NAME with loopback up;
+//   - a "holder" process (sleep) in that namespace and in a mount namespace
+//     of its own whose /run is a private tmpfs (with empty /run/docker/plugins
+//     and /run/containerd), so the legacy plugin socket
+//     /run/docker/plugins/weft.sock and containerd's sockets are private to
+//     the host, and the machine's /run gets nothing;
 //   - a dockerd started with nsenter into the holder's net and mount
 //     namespaces (never `ip netns exec`, which remounts /sys and breaks
 //     dockerd's cgroups), with its own --data-root, --exec-root, --pidfile,
 //     --config-file, -H unix://DIR/docker.sock and --cgroup-parent
-//     /weft-e2e-NAME, live-restore off (on for the live-restore test);
+//     /PREFIX-NAME, live-restore off (on for the live-restore test), and
+//     WEFT_E2E_DOCKERD_ARGS;
 //   - weft started the same way, as a legacy plugin on the private socket,
 //     with its state directory under DIR (for the state-directory test, a
 //     small tmpfs mounted there in the holder's mount namespace). A start
 //     waits until weft is ready: it accepts dockerd's handshake, then
 //     answers /Weft.State, which it does only once its state is loaded and
 //     the kernel, published ports included, is reconciled;
-//   - optionally an "outside" host: a namespace weft-e2e-NAME-out joined to
+//   - optionally an "outside" host: a namespace PREFIX-NAME-out joined to
 //     the host namespace by a veth pair (host 192.0.2.1/24, outside
 //     192.0.2.2/24, TEST-NET-1). The outside namespace has no route to any
 //     container subnet, so a container reaches it only through masquerade.
@@ -51,16 +60,40 @@
 // and read-only. Their figures are logged on lines starting with
 // "reliability: ".
 //
-// At start the suite takes an exclusive lock (/run/weft-e2e.lock; one suite
-// per machine at a time), then removes what a crashed earlier run left:
-// processes in weft-e2e-* namespaces and cgroups and those recorded in
-// pidfiles under its directory, the namespaces, cgroups and the directory.
+// At start the suite takes an exclusive lock (/run/PREFIX.lock; one run per
+// prefix at a time), then removes what a crashed earlier run of the same
+// prefix left: processes in PREFIX-* namespaces and cgroups and those
+// recorded in pidfiles under its directory, the namespaces, cgroups and the
+// directory. A prefix is weft-e2e followed by at most 16 lowercase letters
+// and digits and never another "-", so "PREFIX-" never begins another
+// prefix's names: the run weft-e2e does not touch weft-e2e26-main.
+//
+// Runs side by side share one thing on purpose: /run/weft-e2e.heavy.lock,
+// which a run holds while it loads the whole machine (the load test's
+// cycles, the managed plugin's docker build), so that two runs take turns
+// there rather than starving each other (and dockerd). A run waits for it at
+// most 20 minutes, then goes ahead.
 //
 // # Environment knobs
 //
-//	WEFT_E2E_DIR        work directory (default /tmp/weft-e2e); removed at start
+//	WEFT_E2E_PREFIX     names what the run creates machine-wide (above;
+//	                    default weft-e2e, e.g. weft-e2e26); runs with
+//	                    different prefixes and directories may run at once
+//	WEFT_E2E_DIR        work directory (default /tmp/PREFIX); removed at start;
+//	                    give each prefix its own
 //	WEFT_E2E_BIN        a prebuilt weft binary (default: go build of the repo)
-//	WEFT_E2E_DOCKERD    dockerd binary (default: dockerd from PATH)
+//	WEFT_E2E_DOCKERD    dockerd binary (default: dockerd from PATH); it finds
+//	                    containerd, its shim and docker-proxy on PATH
+//	                    (scripts/engine-debian13.sh unpacks another engine)
+//	WEFT_E2E_DOCKERD_ARGS extra dockerd flags, space-separated, appended to
+//	                    every dockerd the suite starts (test hosts and the
+//	                    plugin builder), e.g. --firewall-backend=nftables
+//	                    on Docker 28 and later. With the nftables back-end
+//	                    dockerd does not turn forwarding on itself and
+//	                    refuses to start without it, so then each test host
+//	                    starts with IPv4 and IPv6 forwarding on (in its own
+//	                    namespace only; otherwise it starts with IPv4
+//	                    forwarding off, as a fresh Docker host)
 //	WEFT_E2E_DOCKER     docker CLI (default: docker from PATH)
 //	WEFT_E2E_PLUGIN     how weft is installed: legacy (default; the only one so far)
 //	WEFT_E2E_LOG_LEVEL  weft's --log-level (default debug)

@@ -17,8 +17,9 @@ import (
 	"time"
 )
 
-// nsPrefix starts the name of every namespace and cgroup the suite creates.
-const nsPrefix = "weft-e2e-"
+// nsPrefix starts the name of every namespace and cgroup the suite creates:
+// WEFT_E2E_PREFIX and "-" (set by setupSuite; see defaultPrefix).
+var nsPrefix = defaultPrefix + "-"
 
 // testImage is the busybox image every host gets (test/image/mkimage.sh).
 const testImage = "weft-e2e/busybox:latest"
@@ -27,7 +28,7 @@ const testImage = "weft-e2e/busybox:latest"
 // weft (see the package doc).
 type Host struct {
 	Name    string // short name, e.g. "main"
-	NetNS   string // weft-e2e-<Name>
+	NetNS   string // <prefix>-<Name>
 	Dir     string // WEFT_E2E_DIR/<Name>
 	Sock    string // dockerd's API socket
 	Outside *Outside
@@ -87,21 +88,14 @@ func startHost(name string, opt hostOptions) (h *Host, err error) {
 	if _, err := runT(10*time.Second, "ip", "netns", "add", h.NetNS); err != nil {
 		return h, err
 	}
-	if _, err := h.ns("ip", "link", "set", "lo", "up"); err != nil {
-		return h, err
-	}
-	// A new namespace takes its IPv4 settings from the machine's; start from
-	// what a fresh Docker host has, forwarding off, whatever this machine
-	// has: dockerd then turns it on and sets FORWARD's policy to DROP, as it
-	// does on a real host (and as the firewall tests expect).
-	if _, err := h.ns("sh", "-c", "echo 0 > /proc/sys/net/ipv4/ip_forward"); err != nil {
+	if err := h.initNetNS(); err != nil {
 		return h, err
 	}
 	if err := h.startHolder(); err != nil {
 		return h, err
 	}
 	if opt.stateTmpfs != "" {
-		if _, err := h.inMountNS("mount", "-t", "tmpfs", "-o", "mode=700,"+opt.stateTmpfs, "weft-e2e-state", h.weftStateDir()); err != nil {
+		if _, err := h.inMountNS("mount", "-t", "tmpfs", "-o", "mode=700,"+opt.stateTmpfs, cfg.prefix+"-state", h.weftStateDir()); err != nil {
 			return h, err
 		}
 		h.stateMounted = true
@@ -128,19 +122,60 @@ func startHost(name string, opt hostOptions) (h *Host, err error) {
 	return h, nil
 }
 
-// startHolder starts the process whose mount namespace (private
-// /run/docker/plugins and /run/containerd) dockerd and weft join.
+// initNetNS sets up the host's fresh network namespace: loopback up, and
+// forwarding as a fresh Docker host has it. A new namespace takes its IPv4
+// settings from the machine's; start from forwarding off, whatever this
+// machine has: dockerd then turns it on and sets FORWARD's policy to DROP,
+// as it does on a real host (and as the firewall tests expect). Except with
+// the nftables firewall back-end (WEFT_E2E_DOCKERD_ARGS), where dockerd does
+// not turn forwarding on and refuses to start without it: then IPv4 and
+// IPv6 forwarding are on from the start, as such a host's administrator
+// must have them — in the host's namespace only.
+func (h *Host) initNetNS() error {
+	if _, err := h.ns("ip", "link", "set", "lo", "up"); err != nil {
+		return err
+	}
+	script := "echo 0 > /proc/sys/net/ipv4/ip_forward"
+	if cfg.nftables {
+		script = "echo 1 > /proc/sys/net/ipv4/ip_forward && " +
+			"echo 1 > /proc/sys/net/ipv6/conf/all/forwarding && " +
+			"echo 1 > /proc/sys/net/ipv6/conf/default/forwarding"
+	}
+	_, err := h.ns("sh", "-c", script)
+	return err
+}
+
+// holderScript is the shell script (for unshare --mount) that gives a
+// process a private /run: a tmpfs named after the run's prefix, with the
+// empty /run/docker/plugins (the legacy plugin socket) and /run/containerd
+// (containerd's shim sockets) that dockerd and weft expect, so that nothing
+// of a host lands in the machine's /run and the machine needs no mount point
+// there (one run removing a directory it made in /run would detach another
+// run's mounts on it). If /etc/resolv.conf points into /run (systemd-resolved,
+// resolvconf) a copy of it is put back in place. Then it execs exec.
+func holderScript(exec string) string {
+	return `set -e
+rc=$(readlink -f /etc/resolv.conf || true)
+case $rc in /run/*) conf=$(cat "$rc" 2>/dev/null || true) ;; *) rc= ;; esac
+mount -t tmpfs -o mode=755 ` + cfg.prefix + ` /run
+mkdir -p /run/docker/plugins /run/containerd /run/lock
+if [ -n "$rc" ]; then mkdir -p "$(dirname "$rc")"; printf '%s\n' "$conf" >"$rc"; fi
+exec ` + exec
+}
+
+// startHolder starts the process whose mount namespace (a private /run, see
+// holderScript) dockerd and weft join. Its mounts are slaves of the
+// machine's: a namespace another run deletes (unmounts from /run/netns) is
+// not kept alive by a copy of its mount here.
 func (h *Host) startHolder() error {
-	script := "mount -t tmpfs -o mode=755 weft-e2e /run/docker/plugins && " +
-		"mount -t tmpfs -o mode=755 weft-e2e /run/containerd && exec sleep infinity"
 	p, err := startProc("holder", filepath.Join(h.Dir, "holder.log"), filepath.Join(h.Dir, "holder.pid"),
 		"nsenter", "--net=/var/run/netns/"+h.NetNS, "--",
-		"unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script)
+		"unshare", "--mount", "--propagation", "slave", "--", "sh", "-c", holderScript("sleep infinity"))
 	if err != nil {
 		return err
 	}
 	h.holder = p
-	// The shell execs sleep only after both mounts succeeded.
+	// The shell execs sleep only after the mounts succeeded.
 	return poll(10*time.Second, func() error {
 		if !p.alive() {
 			return retryStop(fmt.Errorf("holder: %w: %s", p.exitErr(), tailFrom(p.log, 0, 20)))
@@ -171,8 +206,9 @@ func (h *Host) pluginDir() string {
 	return "/proc/" + strconv.Itoa(h.holder.pid()) + "/root/run/docker/plugins"
 }
 
+// dockerdArgv is the host's dockerd command line, WEFT_E2E_DOCKERD_ARGS last.
 func (h *Host) dockerdArgv() []string {
-	return append(h.inHost(), cfg.dockerd,
+	argv := append(h.inHost(), cfg.dockerd,
 		"--config-file", filepath.Join(h.Dir, "daemon.json"),
 		"--data-root", filepath.Join(h.Dir, "data"),
 		"--exec-root", filepath.Join(h.Dir, "exec"),
@@ -181,6 +217,7 @@ func (h *Host) dockerdArgv() []string {
 		"--cgroup-parent", "/"+h.NetNS,
 		"--log-level", "debug",
 	)
+	return append(argv, cfg.dockerdArgs...)
 }
 
 // startDockerd starts dockerd and waits until it answers /_ping.

@@ -328,14 +328,16 @@ func TestIPv6RouterAdvertisementGuard(t *testing.T) {
 func TestIPv6EgressAndPublish(t *testing.T) {
 	h := sharedHost(t)
 	h.outsideIPv6(t)
+	// Without IPv6 forwarding on the host when the port is published
+	// (dockerd 20.10 leaves it off for plugin networks; the suite turns it
+	// on for Docker 29's nftables back-end, so it is set here), the proxy
+	// answers: the container sees its gateway.
+	h.setSysctl(t, "net.ipv6.conf.all.forwarding", "0")
 	h.CreateNetwork(t, "v5-net", "--ipv6", "--subnet", "fdee:6e2e:5::/64")
 	h.RunServer(t, "v5-a", []string{"tcp:80", "udp:53"}, "--network", "v5-net", "-p", "18500:80", "-p", "18501:53/udp")
 	gw := h.Gateway6(t, "v5-a", "v5-net")
 	host, out := h.fromHost(t), h.fromOutside(t)
 
-	// Without IPv6 forwarding on the host (dockerd 20.10 leaves it off for
-	// plugin networks), the proxy answers: the container sees its gateway.
-	h.setSysctl(t, "net.ipv6.conf.all.forwarding", "0")
 	AssertAnswer(t, out, "tcp", hostPort(hostLink6, 18500), "v5-a "+gw.String())
 	AssertAnswer(t, out, "udp", hostPort(hostLink6, 18501), "v5-a "+gw.String())
 	AssertAnswer(t, host, "tcp", hostPort("::1", 18500), "v5-a "+gw.String())

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,6 +38,13 @@ const (
 	loadSubnet = "10.250.64.0/26"
 	// loadLabel marks the load test's containers.
 	loadLabel = "weft-e2e.load"
+	// loadSettle bounds the waits for dockerd's asynchronous work after the
+	// removals (releasing the containers' endpoints, then the network's
+	// endpoint count). On an idle 2-core machine it is done within a second
+	// or two; with two suites at once on such a machine (scripts/test.sh)
+	// and start times of a minute, it took over 30 s. The waits end as soon
+	// as the state is reached, so only a real leak costs the whole deadline.
+	loadSettle = 3 * time.Minute
 )
 
 // loadCycles is WEFT_E2E_LOAD_CYCLES (default 100).
@@ -97,6 +105,13 @@ func TestLoadParallelRuns(t *testing.T) {
 			}
 		}
 	})
+
+	// One run's load test at a time on the machine (heavyLockPath).
+	waited, release := heavySection()
+	defer release()
+	if waited > time.Second {
+		t.Logf("waited %s for another e2e run's heavy section (%s) to end", waited.Round(time.Second), heavyLockPath)
+	}
 
 	before := h.Snapshot(t)
 	base := h.WeftState(t)
@@ -204,8 +219,10 @@ func TestLoadParallelRuns(t *testing.T) {
 		// dockerd releases a container's network after it has answered the
 		// removal (in the exit handler of the killed container): wait until
 		// dockerd shows no container on the network and weft is back to
-		// where the cycle started.
-		if err := poll(30*time.Second, func() error {
+		// where the cycle started. On a loaded machine (two suites on two
+		// cores) that exit handling alone can take longer than a whole
+		// cycle takes on an idle one: the deadline is loadSettle.
+		if err := poll(loadSettle, func() error {
 			left, err := api.networkAddrs(netName)
 			if err != nil {
 				return err
@@ -236,15 +253,43 @@ func TestLoadParallelRuns(t *testing.T) {
 	// decrements the count last, after the driver's DeleteEndpoint has
 	// answered: right after the removals, `docker network rm` may still be
 	// refused with "has active endpoints" for a moment.
-	rmStart := time.Now()
-	if err := poll(30*time.Second, func() error {
+	removeNet := func() error {
 		_, stderr, err := h.DockerErr("network", "rm", netName)
 		if err != nil && !strings.Contains(stderr, "has active endpoints") {
 			return retryStop(err)
 		}
 		return err
-	}); err != nil {
-		t.Errorf("removing %s after the last cycle: %v", netName, err)
+	}
+	rmStart := time.Now()
+	rmErr := poll(time.Minute, removeNet)
+	// Docker before 28.1 keeps that count in its store with a lost-update
+	// race (libnetwork's endpointCnt.atomicIncDecEpCnt reloads the shared
+	// count on a conflicting write and drops a concurrent decrement; 28.1
+	// dropped the count). Many removals at once on a starved machine (two
+	// suites on two cores) hit it: the count stays above zero for good and
+	// the network can never be removed, whatever weft does. dockerd
+	// recounts at start ("Fixing inconsistent endpoint_cnt"). So when
+	// dockerd still refuses after a minute although it lists no container
+	// on the network and weft holds none of its endpoints (leftovers, above),
+	// restart dockerd and require the removal then.
+	if rmErr != nil && strings.Contains(rmErr.Error(), "has active endpoints") && !engineAtLeast(t, h, 28, 1) {
+		if left, err := api.networkAddrs(netName); err == nil && len(left) == 0 && len(leaked) == 0 {
+			mark := fileSize(filepath.Join(h.Dir, "dockerd.log"))
+			h.StopDockerd(t)
+			h.StartDockerd(t)
+			rmErr = poll(loadSettle, removeNet)
+			fixed := "(dockerd logged no fix)"
+			for _, l := range strings.Split(tailFrom(filepath.Join(h.Dir, "dockerd.log"), mark, 1000), "\n") {
+				if strings.Contains(l, "inconsistent endpoint_cnt") {
+					fixed = l
+				}
+			}
+			t.Logf("reliability: dockerd kept counting active endpoints on %s a minute after its last container was gone "+
+				"(its endpoint count lost decrements: a race of Docker before 28.1); restarted, it recounted: %s", netName, fixed)
+		}
+	}
+	if rmErr != nil {
+		t.Errorf("removing %s after the last cycle: %v", netName, rmErr)
 	} else if d := time.Since(rmStart); d > time.Second {
 		t.Logf("dockerd refused to remove %s for %s after its last container was gone (active endpoints)", netName, d.Round(time.Millisecond))
 	}

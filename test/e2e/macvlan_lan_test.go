@@ -14,7 +14,7 @@ import (
 )
 
 // LAN is a test "LAN" for the macvlan tests: a network namespace
-// weft-e2e-lan-TAG holding a Linux bridge (the LAN's switch, lanSwitch) whose
+// PREFIX-lan-TAG (WEFT_E2E_PREFIX) holding a Linux bridge (the LAN's switch, lanSwitch) whose
 // own address plays a machine already on the LAN — its router and a server.
 // A test host joins the LAN through a veth pair: one end is a port of the
 // switch, the other end, in the host's namespace, is the macvlan parent (it
@@ -54,7 +54,7 @@ func newLAN(t *testing.T, tag string, router netip.Prefix, mtu int, beyond bool)
 	t.Helper()
 	l := &LAN{NetNS: nsPrefix + "lan-" + tag, Prefix: router.Masked(), Router: router.Addr(), MTU: mtu}
 	// A crashed earlier run of this test may have left it (the suite's
-	// start-up cleanup removes weft-e2e-* namespaces too).
+	// start-up cleanup removes its prefix's namespaces too).
 	_ = killNetNS(l.NetNS)
 	_ = deleteNetNS(l.NetNS)
 	t.Cleanup(func() {

@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -17,6 +19,7 @@ import (
 
 // cfg is the suite's configuration, from the environment (package doc).
 var cfg struct {
+	prefix       string // WEFT_E2E_PREFIX
 	dir          string
 	weftBin      string
 	dockerd      string
@@ -26,12 +29,30 @@ var cfg struct {
 	keep         bool
 	benchRuns    int
 	dockerConfig string
+	// dockerdArgs (WEFT_E2E_DOCKERD_ARGS) are appended to every dockerd's
+	// command line; nftables is set when they choose the nftables
+	// firewall back-end.
+	dockerdArgs []string
+	nftables    bool
 }
 
 // suiteErr is why the suite cannot run (set by TestMain; every test reports it).
 var suiteErr error
 
-const lockPath = "/run/weft-e2e.lock"
+// defaultPrefix is WEFT_E2E_PREFIX's default. A prefix names everything
+// machine-wide a run creates: the lock /run/PREFIX.lock, the default
+// WEFT_E2E_DIR /tmp/PREFIX, and the namespaces and cgroups PREFIX-NAME
+// (nsPrefix). It is "weft-e2e" followed by at most 16 lowercase letters and
+// digits, never a "-": so "PREFIX-" never starts another prefix's names
+// (weft-e2e- is not the start of weft-e2e26-main, nor weft-e2e2- of
+// weft-e2e26-main), and a run's start-up cleanup cannot take another run's
+// namespaces or cgroups.
+const defaultPrefix = "weft-e2e"
+
+var prefixRE = regexp.MustCompile(`^weft-e2e[a-z0-9]{0,16}$`)
+
+// lockPath is the run's lock: one run per prefix at a time.
+func lockPath() string { return "/run/" + cfg.prefix + ".lock" }
 
 func TestMain(m *testing.M) {
 	os.Exit(runSuite(m))
@@ -53,7 +74,6 @@ func runSuite(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, "e2e:", err)
 			code = 1
 		}
-		removeMountPoints()
 	}
 	if lock != nil {
 		_ = lock.Close()
@@ -75,7 +95,12 @@ func setupSuite() (*os.File, error) {
 	if os.Geteuid() != 0 {
 		return nil, errNotRoot
 	}
-	cfg.dir = env("WEFT_E2E_DIR", "/tmp/weft-e2e")
+	cfg.prefix = env("WEFT_E2E_PREFIX", defaultPrefix)
+	if !prefixRE.MatchString(cfg.prefix) {
+		return nil, fmt.Errorf("WEFT_E2E_PREFIX=%q: want %s followed by at most 16 lowercase letters and digits, no \"-\" (e.g. weft-e2e26)", cfg.prefix, defaultPrefix)
+	}
+	nsPrefix = cfg.prefix + "-"
+	cfg.dir = env("WEFT_E2E_DIR", "/tmp/"+cfg.prefix)
 	if !filepath.IsAbs(cfg.dir) || filepath.Clean(cfg.dir) == "/" {
 		return nil, fmt.Errorf("WEFT_E2E_DIR=%q must be an absolute path other than /", cfg.dir)
 	}
@@ -88,6 +113,12 @@ func setupSuite() (*os.File, error) {
 		return nil, fmt.Errorf("WEFT_E2E_BENCH_RUNS=%q must be a positive number", os.Getenv("WEFT_E2E_BENCH_RUNS"))
 	}
 	cfg.benchRuns = n
+	cfg.dockerdArgs = strings.Fields(os.Getenv("WEFT_E2E_DOCKERD_ARGS"))
+	for i, a := range cfg.dockerdArgs {
+		if a == "--firewall-backend=nftables" || a == "--firewall-backend" && i+1 < len(cfg.dockerdArgs) && cfg.dockerdArgs[i+1] == "nftables" {
+			cfg.nftables = true
+		}
+	}
 	for _, b := range []struct {
 		dst       *string
 		env, name string
@@ -104,13 +135,21 @@ func setupSuite() (*os.File, error) {
 		}
 	}
 
-	lock, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o644)
+	lock, err := os.OpenFile(lockPath(), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		_ = lock.Close()
-		return nil, fmt.Errorf("another e2e run holds %s (one run per machine at a time): %w", lockPath, err)
+		return nil, fmt.Errorf("another e2e run holds %s (one run per prefix at a time; another WEFT_E2E_PREFIX runs beside it): %w", lockPath(), err)
+	}
+	// The directory is removed next: not if a run of another prefix, still
+	// running, has it (a WEFT_E2E_DIR shared by mistake).
+	if b, err := os.ReadFile(filepath.Join(cfg.dir, ".prefix")); err == nil {
+		if other := strings.TrimSpace(string(b)); other != cfg.prefix && prefixRE.MatchString(other) && lockHeld("/run/"+other+".lock") {
+			_ = lock.Close()
+			return nil, fmt.Errorf("WEFT_E2E_DIR=%s is in use by the running e2e run of prefix %s: give this run its own directory", cfg.dir, other)
+		}
 	}
 	if err := cleanupStale(cfg.dir); err != nil {
 		return lock, fmt.Errorf("removing an earlier run's leftovers: %w", err)
@@ -118,8 +157,7 @@ func setupSuite() (*os.File, error) {
 	if err := os.MkdirAll(filepath.Join(cfg.dir, "bin"), 0o755); err != nil {
 		return lock, err
 	}
-	// Mount points for the hosts' private tmpfs mounts (see startHolder).
-	if err := makeMountPoints(); err != nil {
+	if err := os.WriteFile(filepath.Join(cfg.dir, ".prefix"), []byte(cfg.prefix+"\n"), 0o644); err != nil {
 		return lock, err
 	}
 	cfg.dockerConfig = filepath.Join(cfg.dir, "docker-config")
@@ -143,34 +181,67 @@ func setupSuite() (*os.File, error) {
 	return lock, nil
 }
 
-// mountPoints are directories in the machine's /run that the holders mount
-// over; createdDirs are those of them (and their parents) the suite created,
-// removed again at the end if still empty.
-var (
-	mountPoints = []string{"/run/docker/plugins", "/run/containerd"}
-	createdDirs []string
-)
+// heavyLockPath is the one lock every run on the machine shares, whatever
+// its prefix: a run holds it while it does what loads the whole machine —
+// the load test's cycles of 32 parallel container starts, the managed
+// plugin's docker build — so that two runs side by side (scripts/test.sh
+// runs one per engine) take turns there instead of starving each other. Two
+// load tests at once on 2 cores are several times slower than one after
+// the other (netns creation and removal and link changes serialize in the
+// kernel), and starve dockerd enough to hit its own races. It cannot be a
+// prefix's lock (a prefix has no dot).
+const heavyLockPath = "/run/weft-e2e.heavy.lock"
 
-func makeMountPoints() error {
-	for _, mp := range mountPoints {
-		var missing []string
-		for d := mp; d != "/run"; d = filepath.Dir(d) {
-			if _, err := os.Stat(d); errors.Is(err, os.ErrNotExist) {
-				missing = append(missing, d)
-			}
-		}
-		if err := os.MkdirAll(mp, 0o755); err != nil {
-			return err
-		}
-		createdDirs = append(createdDirs, missing...) // deepest first
+// heavyWaitMax bounds the wait for heavyLockPath: a run that holds it for
+// longer (hung, or a long WEFT_E2E_LOAD_CYCLES) does not stop this one, which
+// then goes ahead beside it.
+const heavyWaitMax = 20 * time.Minute
+
+// heavySection waits until no other run is in a heavy section (see
+// heavyLockPath), at most heavyWaitMax, and returns how long it waited and
+// the function that ends this one's.
+func heavySection() (waited time.Duration, release func()) {
+	start := time.Now()
+	f, err := os.OpenFile(heavyLockPath, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return 0, func() {}
 	}
-	return nil
+	for {
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			return time.Since(start), func() { _ = f.Close() }
+		}
+		if time.Since(start) > heavyWaitMax {
+			_ = f.Close()
+			return time.Since(start), func() {}
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
 
-func removeMountPoints() {
-	for _, d := range createdDirs {
-		_ = os.Remove(d) // fails harmlessly if someone else uses it now
+// lockHeld reports whether some process holds a lock on path, from
+// /proc/locks (without taking the lock, which would make the run that owns
+// it fail to start at that moment).
+func lockHeld(path string) bool {
+	var st syscall.Stat_t
+	if syscall.Stat(path, &st) != nil {
+		return false
 	}
+	b, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		return false
+	}
+	// Lines like "1: FLOCK  ADVISORY  WRITE 1234 00:1a:5678 0 EOF": the
+	// device (major:minor, hex) and inode.
+	dev := uint64(st.Dev)
+	major := (dev>>8)&0xfff | (dev>>32)&^0xfff
+	minor := dev&0xff | (dev>>12)&^0xff
+	want := fmt.Sprintf("%02x:%02x:%d", major, minor, st.Ino)
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 6 && f[5] == want {
+			return true
+		}
+	}
+	return false
 }
 
 var errNotRoot = errors.New("the e2e tests need root (network namespaces, dockerd)")

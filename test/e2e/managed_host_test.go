@@ -27,45 +27,54 @@ import (
 
 // The managed plugin's end-to-end set-up (managed_test.go has the tests):
 //
-//   - a registry: Debian's docker-registry on 127.0.0.1:5000 of the test's
-//     own (root) network namespace, storing under WEFT_E2E_DIR/registry;
+//   - a registry: Debian's docker-registry on 127.0.0.1:PORT of the test's
+//     own (root) network namespace, storing under WEFT_E2E_DIR/registry. PORT
+//     is one the kernel hands out (nobody else's), chosen at the first start
+//     and kept while no one else takes it (another is chosen if the registry
+//     cannot bind it); Docker treats any 127.0.0.0/8 registry as insecure,
+//     whatever the port;
 //   - a builder: a dockerd in the root network namespace (so that the
 //     Dockerfile's apt-get and `go mod download` reach the package
 //     registries) with its networking off (--bridge none, --iptables=false,
 //     --ip-forward=false: it changes nothing in the machine's network) and a
-//     private mount namespace. scripts/build-plugin.sh builds the plugin into
-//     it, pushes it to the registry and the local copy is removed; the
-//     builder is stopped once both tags are pushed;
+//     private mount namespace (a private /run, see holderScript).
+//     scripts/build-plugin.sh builds the plugin into it, pushes it to the
+//     registry and the local copy is removed; the builder is stopped once
+//     both tags are pushed;
 //   - managed hosts: like the legacy hosts (own network namespace, exec-root,
 //     data-root, state directory), but with no weft process: the plugin is
 //     installed from the registry with `docker plugin install`. A host's
 //     dockerd has its own loopback, so a forwarder (a socket the test opens
-//     inside the host's namespace) carries the host's 127.0.0.1:5000 to the
-//     registry's.
+//     inside the host's namespace) carries the host's 127.0.0.1:PORT to the
+//     registry's. The plugin's references name 127.0.0.1:PORT (managedRef).
 //
 // The plugin writes to dockerd's log (lines with plugin=<id>), so a managed
 // host's weft log is its dockerd.log.
 
+// The tags are two builds that differ in their compiled-in version.
 const (
-	registryAddr = "127.0.0.1:5000"
-	// managedRepo is the plugin's repository in the registry; the tags are
-	// two builds that differ in their compiled-in version.
-	managedRepo = registryAddr + "/weft"
 	managedTag1 = "e2e1"
 	managedTag2 = "e2e2"
 )
 
+// registryAddr is where the registry listens (127.0.0.1:PORT), set by the
+// first runRegistry; "" before.
+var registryAddr string
+
+// managedRepo is the plugin's repository in the registry.
+func managedRepo() string { return registryAddr + "/weft" }
+
 // managedRef is the registry reference of a tag.
-func managedRef(tag string) string { return managedRepo + ":" + tag }
+func managedRef(tag string) string { return managedRepo() + ":" + tag }
 
 // ---- registry
 
 // registry is a docker-registry process the test started.
 type registry struct{ p *proc }
 
-// startRegistry starts the registry on 127.0.0.1:5000 with storage under
-// WEFT_E2E_DIR/registry (kept for the whole run, so what the builder pushed
-// is there for every test) and stops it when the test ends.
+// startRegistry starts the registry on 127.0.0.1:PORT (registryAddr) with
+// storage under WEFT_E2E_DIR/registry (kept for the whole run, so what the
+// builder pushed is there for every test) and stops it when the test ends.
 func startRegistry(t *testing.T) *registry {
 	t.Helper()
 	requireSuite(t)
@@ -90,10 +99,44 @@ func runRegistry() (*registry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker-registry not found (apt-get install -y docker-registry): %w", err)
 	}
-	if c, err := net.DialTimeout("tcp", registryAddr, time.Second); err == nil {
-		_ = c.Close()
-		return nil, fmt.Errorf("something already listens on %s; the test registry needs it", registryAddr)
+	// The port of the earlier start first (the plugin's references name it),
+	// then ports the kernel hands out: between our probe and the registry's
+	// bind another program may take one, and then the registry cannot bind
+	// it (or, worse, we would talk to that program): try another.
+	var errs []error
+	for attempt := 0; attempt < 5; attempt++ {
+		addr := registryAddr
+		if addr == "" || attempt > 0 {
+			if addr, err = freeLoopbackAddr(); err != nil {
+				return nil, err
+			}
+		}
+		r, err := startRegistryAt(bin, dir, addr)
+		if err == nil {
+			registryAddr = addr
+			return r, nil
+		}
+		errs = append(errs, fmt.Errorf("on %s: %w", addr, err))
 	}
+	return nil, fmt.Errorf("starting the registry: %w", errors.Join(errs...))
+}
+
+// freeLoopbackAddr returns 127.0.0.1:PORT with a port the kernel just handed
+// out (and that nothing listens on now).
+func freeLoopbackAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	addr := l.Addr().String()
+	return addr, l.Close()
+}
+
+// startRegistryAt starts the registry on addr and waits until it answers.
+// Every answer carries a header with a token of this start, so an answer
+// from another program that holds addr is never taken for the registry's.
+func startRegistryAt(bin, dir, addr string) (*registry, error) {
+	token := fmt.Sprintf("%s-%d-%d", cfg.prefix, os.Getpid(), time.Now().UnixNano())
 	conf := fmt.Sprintf(`version: 0.1
 log:
   level: warn
@@ -106,11 +149,13 @@ storage:
     enabled: true
 http:
   addr: %s
-  secret: weft-e2e
+  secret: %s
+  headers:
+    X-Weft-E2e: [%q]
 health:
   storagedriver:
     enabled: false
-`, filepath.Join(dir, "storage"), registryAddr)
+`, filepath.Join(dir, "storage"), addr, cfg.prefix, token)
 	confPath := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return nil, err
@@ -125,11 +170,14 @@ health:
 		if !p.alive() {
 			return retryStop(fmt.Errorf("registry: %w: %s", p.exitErr(), tailFrom(p.log, 0, 20)))
 		}
-		resp, err := client.Get("http://" + registryAddr + "/v2/")
+		resp, err := client.Get("http://" + addr + "/v2/")
 		if err != nil {
 			return err
 		}
 		_ = resp.Body.Close()
+		if got := resp.Header.Get("X-Weft-E2e"); got != token {
+			return retryStop(fmt.Errorf("something else answers on %s (%s, header X-Weft-E2e %q)", addr, resp.Status, got))
+		}
 		if resp.StatusCode != http.StatusOK {
 			return fmt.Errorf("registry /v2/: %s", resp.Status)
 		}
@@ -183,11 +231,9 @@ func buildAndPush() (log []string, err error) {
 	}
 	// dockerd itself is the process that stays (exec), so the pidfile and
 	// its command line (which names WEFT_E2E_DIR) let a later run's stale
-	// clean-up find it. Private tmpfs mounts keep its plugin directory and
-	// containerd directory off the machine's.
-	script := `mount -t tmpfs -o mode=755 weft-e2e /run/docker/plugins && ` +
-		`mount -t tmpfs -o mode=755 weft-e2e /run/containerd && exec "$@"`
-	argv := []string{"unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh",
+	// clean-up find it. A private /run (holderScript) keeps its plugin
+	// directory and containerd directory off the machine's.
+	argv := []string{"unshare", "--mount", "--propagation", "slave", "--", "sh", "-c", holderScript(`"$@"`), "sh",
 		cfg.dockerd,
 		"--config-file", filepath.Join(dir, "daemon.json"),
 		"--data-root", filepath.Join(dir, "data"),
@@ -196,6 +242,7 @@ func buildAndPush() (log []string, err error) {
 		"-H", "unix://" + sock,
 		"--cgroup-parent", "/" + nsPrefix + "builder",
 	}
+	argv = append(argv, cfg.dockerdArgs...)
 	p, err := startProc("builder dockerd", filepath.Join(dir, "dockerd.log"), filepath.Join(dir, "builder.pid"), argv...)
 	if err != nil {
 		return nil, err
@@ -209,6 +256,13 @@ func buildAndPush() (log []string, err error) {
 		}
 	}()
 	b := &Host{Name: "builder", Dir: dir, Sock: sock}
+	// The builds compile weft: one run's at a time on the machine
+	// (heavyLockPath).
+	waited, release := heavySection()
+	defer release()
+	if waited > time.Second {
+		log = append(log, fmt.Sprintf("waited %s for another e2e run's heavy section (%s) to end", waited.Round(time.Second), heavyLockPath))
+	}
 	client := b.dockerHTTP()
 	err = poll(60*time.Second, func() error {
 		if !p.alive() {
@@ -321,22 +375,10 @@ func (m *managedPlugin) setUp(h *Host, dockerdEnv []string) error {
 			return err
 		}
 	}
-	for _, d := range []string{"/run/docker/plugins", "/run/containerd"} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return err
-		}
-	}
 	if _, err := runT(10*time.Second, "ip", "netns", "add", h.NetNS); err != nil {
 		return err
 	}
-	if _, err := h.ns("ip", "link", "set", "lo", "up"); err != nil {
-		return err
-	}
-	// A new namespace takes its IPv4 settings from the machine's; start from
-	// what a fresh Docker host has, forwarding off, whatever this machine
-	// has: dockerd then turns it on and sets FORWARD's policy to DROP, as it
-	// does on a real host (and as the firewall tests expect).
-	if _, err := h.ns("sh", "-c", "echo 0 > /proc/sys/net/ipv4/ip_forward"); err != nil {
+	if err := h.initNetNS(); err != nil {
 		return err
 	}
 	if err := h.startHolder(); err != nil {

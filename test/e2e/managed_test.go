@@ -410,7 +410,10 @@ func TestManagedPluginKilled(t *testing.T) {
 // TestManagedLegacyIptables: a dockerd whose iptables is the legacy
 // back-end (its own PATH) puts its chains and FORWARD policy DROP in the
 // legacy tables; weft must notice, say so in its log, and write its rules
-// there too, or its ACCEPTs would do nothing against that DROP.
+// there too, or its ACCEPTs would do nothing against that DROP. With Docker
+// 29's nftables firewall back-end (WEFT_E2E_DOCKERD_ARGS) dockerd writes no
+// iptables rules whatever its iptables is: weft must then find Docker's
+// table, say so, and write its rules with the nft back-end of iptables.
 func TestManagedLegacyIptables(t *testing.T) {
 	startRegistry(t)
 	bin := filepath.Join(cfg.dir, "legacy-iptables")
@@ -430,31 +433,40 @@ func TestManagedLegacyIptables(t *testing.T) {
 	}
 	h := newManagedHost(t, "m-legacy", managedHostOptions{dockerdEnv: []string{"PATH=" + bin + ":" + os.Getenv("PATH")}})
 	p := mp(h)
-	legacy := h.NS(t, "iptables-legacy-save")
-	if !strings.Contains(legacy, ":DOCKER-USER") || !strings.Contains(legacy, ":FORWARD DROP") {
+	// Where weft's rules must go (the tables iptables-<in>-save shows), and
+	// what its log must say.
+	in, other, logSays := "legacy", "nft", "dockerd's firewall back-end: iptables"
+	if cfg.nftables {
+		in, other, logSays = "nft", "legacy", "dockerd's firewall back-end: nftables"
+		if out, err := h.ns("nft", "list", "table", "ip", "docker-bridges"); err != nil {
+			t.Fatalf("dockerd runs with --firewall-backend=nftables but has no table ip docker-bridges: %v\n%s", err, out)
+		}
+		if legacy := h.NS(t, "iptables-legacy-save"); strings.Contains(legacy, ":DOCKER") {
+			t.Fatalf("dockerd on its nftables back-end wrote iptables chains:\n%s", legacy)
+		}
+	} else if legacy := h.NS(t, "iptables-legacy-save"); !strings.Contains(legacy, ":DOCKER-USER") || !strings.Contains(legacy, ":FORWARD DROP") {
 		t.Fatalf("dockerd did not use the legacy back-end:\n%s", legacy)
 	}
 	h.CreateNetwork(t, "ml-net", "--subnet", "10.87.0.0/24")
 	h.Run(t, "ml-1", "--network", "ml-net")
 	h.Run(t, "ml-2", "--network", "ml-net")
 	h.AssertPing(t, "ml-1", "ml-2")
-	legacy = h.NS(t, "iptables-legacy-save")
-	if !strings.Contains(legacy, ":WEFT-") {
-		t.Errorf("weft's chains are not in the legacy tables, where dockerd's are:\n%s", legacy)
+	if rules := h.NS(t, "iptables-"+in+"-save"); !strings.Contains(rules, ":WEFT-") {
+		t.Errorf("weft's chains are not in the %s tables, where they belong:\n%s", in, rules)
 	}
-	if nft := h.NS(t, "iptables-nft-save"); strings.Contains(nft, ":WEFT-") {
-		t.Errorf("weft wrote chains into the nft tables although dockerd uses legacy:\n%s", nft)
+	if rules := h.NS(t, "iptables-"+other+"-save"); strings.Contains(rules, ":WEFT-") {
+		t.Errorf("weft wrote chains into the %s tables:\n%s", other, rules)
 	}
 	id, _ := p.id(h)
 	if !slices.ContainsFunc(weftLog(h, id, 0), func(l weftLogLine) bool {
-		return strings.Contains(l.Msg, "iptables") && strings.Contains(l.Msg, "legacy")
+		return strings.Contains(l.Msg, logSays) && strings.Contains(l.Msg, "back-end "+in)
 	}) {
-		t.Error("weft's log does not say that it uses the legacy iptables back-end")
+		t.Errorf("weft's log does not say %q and that it uses iptables back-end %s", logSays, in)
 	}
 	h.Docker(t, "rm", "-f", "ml-1", "ml-2")
 	h.Docker(t, "network", "rm", "ml-net")
-	if legacy := h.NS(t, "iptables-legacy-save"); strings.Contains(legacy, "WEFT-") || strings.Contains(legacy, "weft:") {
-		t.Errorf("with no weft network left, the legacy tables still hold weft rules:\n%s", legacy)
+	if rules := h.NS(t, "iptables-"+in+"-save"); strings.Contains(rules, "WEFT-") || strings.Contains(rules, "weft:") {
+		t.Errorf("with no weft network left, the %s tables still hold weft rules:\n%s", in, rules)
 	}
 	h.AssertClean(t)
 }

@@ -5,10 +5,10 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -156,25 +156,78 @@ func pidAlive(pid int) bool {
 	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z'
 }
 
-// killPIDs SIGKILLs pids and waits up to 30s for them to be gone: on a loaded
+// killPIDs SIGKILLs pids and waits up to 60s for them to be gone: on a loaded
 // 2-core machine a killed process can spend over 10s in the kernel tearing
 // down its mounts and namespaces (seen once with a managed plugin host).
+//
+// A process in a frozen cgroup (cgroup v1 freezer) does not act on SIGKILL
+// until the cgroup is thawed, and runc freezes a container's cgroup for a
+// moment while it changes the container's device rules: killed with the
+// runc that froze it, the container would wait forever. So a process still
+// there after a few seconds has its freezer cgroup thawed. One that outlives
+// the wait is named with its state and kernel wait channel.
 func killPIDs(pids []int) error {
 	for _, pid := range pids {
 		if pid > 1 && pid != os.Getpid() {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	start := time.Now()
+	deadline := start.Add(60 * time.Second)
 	for _, pid := range pids {
+		thawed := false
 		for pidAlive(pid) {
+			if !thawed && time.Since(start) > 3*time.Second {
+				thawFreezer(pid)
+				thawed = true
+			}
 			if time.Now().After(deadline) {
-				return errors.New("process " + strconv.Itoa(pid) + " survived SIGKILL")
+				return fmt.Errorf("process %d survived SIGKILL for %s (%s)", pid, time.Since(start).Round(time.Second), procState(pid))
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	return nil
+}
+
+// thawFreezer thaws pid's cgroup v1 freezer cgroup, if it has one.
+func thawFreezer(pid int) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) == 3 && f[1] == "freezer" && f[2] != "/" {
+			_ = os.WriteFile(filepath.Join("/sys/fs/cgroup/freezer", filepath.Clean(f[2]), "freezer.state"), []byte("THAWED"), 0o644)
+		}
+	}
+}
+
+// procState describes pid for an error: its name, state, kernel wait
+// channel and freezer cgroup.
+func procState(pid int) string {
+	dir := "/proc/" + strconv.Itoa(pid) + "/"
+	read := func(name string) string {
+		b, err := os.ReadFile(dir + name)
+		if err != nil {
+			return "?"
+		}
+		return strings.TrimSpace(string(b))
+	}
+	state := "?"
+	for _, line := range strings.Split(read("status"), "\n") {
+		if strings.HasPrefix(line, "State:") {
+			state = strings.TrimSpace(strings.TrimPrefix(line, "State:"))
+		}
+	}
+	freezer := ""
+	for _, line := range strings.Split(read("cgroup"), "\n") {
+		if f := strings.SplitN(line, ":", 3); len(f) == 3 && f[1] == "freezer" {
+			freezer = f[2]
+		}
+	}
+	return fmt.Sprintf("%s, state %s, waiting in %s, freezer cgroup %q", read("comm"), state, read("wchan"), freezer)
 }
 
 // tailFrom returns the part of file path after offset, at most maxLines lines
