@@ -719,9 +719,13 @@ func forwardLoopback(nsPath, addr string) (io.Closer, error) {
 }
 
 // listenInNetNS opens a TCP listener in another network namespace. The
-// socket keeps the namespace it was made in; the thread that switched
-// namespaces ends with its goroutine (it stays locked), so no other
-// goroutine ever runs in that namespace.
+// socket keeps the namespace it was made in. The thread that made it goes
+// back to its own namespace before it is unlocked; if it cannot, it stays
+// locked and ends with its goroutine. That is not enough on its own: a locked
+// goroutine that ends on the process's main thread does not end the thread
+// (the Go runtime parks it for good), and a main thread left in a host's
+// namespace makes the test process one of that namespace's processes (ip
+// netns pids lists it) and keeps the namespace alive.
 func listenInNetNS(nsPath, addr string) (net.Listener, error) {
 	type result struct {
 		l   net.Listener
@@ -730,8 +734,15 @@ func listenInNetNS(nsPath, addr string) (net.Listener, error) {
 	ch := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread()
+		own, err := netns.Get()
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		defer func() { _ = own.Close() }()
 		ns, err := netns.GetFromPath(nsPath)
 		if err != nil {
+			runtime.UnlockOSThread()
 			ch <- result{err: err}
 			return
 		}
@@ -742,6 +753,9 @@ func listenInNetNS(nsPath, addr string) (net.Listener, error) {
 		}
 		l, err := net.Listen("tcp", addr)
 		ch <- result{l, err}
+		if netns.Set(own) == nil {
+			runtime.UnlockOSThread()
+		}
 	}()
 	r := <-ch
 	return r.l, r.err

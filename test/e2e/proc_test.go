@@ -167,10 +167,17 @@ func pidAlive(pid int) bool {
 // there after a few seconds has its freezer cgroup thawed. One that outlives
 // the wait is named with its state and kernel wait channel.
 func killPIDs(pids []int) error {
+	// Never this process (or init): a thread of the suite's that is in a
+	// host's namespace makes ip netns pids list the suite's own PID.
+	var others []int
 	for _, pid := range pids {
 		if pid > 1 && pid != os.Getpid() {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+			others = append(others, pid)
 		}
+	}
+	pids = others
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 	start := time.Now()
 	deadline := start.Add(60 * time.Second)
