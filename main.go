@@ -83,9 +83,10 @@ func serve(args []string) int {
 		log.Error("start-up failed; answering every request with this error", "err", err)
 	}
 	defer closeDeps()
-	sweeping := make(chan struct{})
+	sweeping, repairing := make(chan struct{}), make(chan struct{})
 	go func() { defer close(sweeping); driver.RunReservationSweeper(ctx) }()
-	defer func() { stop(); <-sweeping }() // stop ends the sweeper whatever ended serving
+	go func() { defer close(repairing); driver.RunRepairer(ctx) }()
+	defer func() { stop(); <-sweeping; <-repairing }() // stop ends both whatever ended serving
 
 	select {
 	case <-ctx.Done():
@@ -139,11 +140,18 @@ func start(ctx context.Context, d *plugin.Driver, st plugin.Settings, log *slog.
 		d.Fail(err)
 		return closeDB, err
 	}
+	var bridgeOpts []bridge.Option
+	if err := h.IpsetSupported(); err != nil {
+		log.Warn("firewall: one set of iptables rules per network (the kernel has no ipset; with it, weft's rules stay the same however many networks exist)", "err", err)
+	} else {
+		bridgeOpts = append(bridgeOpts, bridge.WithSets(h))
+		log.Info("firewall: fixed iptables rules; networks are told apart by device groups and ipsets")
+	}
 	deps := plugin.Deps{
 		Store: db,
 		IPAM:  ipam.New(st.DefaultPools),
 		Modes: map[dataplane.ModeName]dataplane.Mode{
-			dataplane.Bridge:  bridge.New(h, firewall, log),
+			dataplane.Bridge:  bridge.New(h, firewall, log, bridgeOpts...),
 			dataplane.Macvlan: macvlan.New(h, log),
 		},
 		Routes:           h,

@@ -155,6 +155,18 @@ type Mode interface {
 	Reconcile(ctx context.Context, nets []Network, eps []Endpoint) error
 }
 
+// Checker is implemented by modes whose kernel objects others can remove
+// behind weft's back (a firewall reload, an "iptables -F", an "ipset
+// flush"). The plugin calls Check every few seconds; when it names
+// something missing, the plugin runs the mode's Reconcile (and
+// ReconcilePorts) with everything it knows, which puts it back.
+type Checker interface {
+	// Check returns "" when everything the mode made is in place, or a
+	// description of the first thing missing. It must be cheap: its cost
+	// may not grow with the number of networks beyond in-memory work.
+	Check(ctx context.Context) (string, error)
+}
+
 // EndpointState is what the kernel shows of an endpoint's links.
 type EndpointState int
 

@@ -54,6 +54,9 @@ type Deps struct {
 	// ReservationGrace is how long an IPAM reservation may stay unclaimed
 	// (reservations.go); zero never releases one.
 	ReservationGrace time.Duration
+	// RepairInterval is how often modes that can (dataplane.Checker) check
+	// their kernel objects (repair.go); zero means defaultRepairInterval.
+	RepairInterval time.Duration
 }
 
 // networkRecord is what the store keeps per network.

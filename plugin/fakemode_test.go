@@ -25,12 +25,23 @@ type fakeMode struct {
 	// gone lists endpoints whose kernel link has disappeared; detached
 	// those whose container side is back in the host namespace.
 	gone, detached map[string]bool
+	// damage is what Check reports missing ("" = nothing); Reconcile
+	// clears it unless stubborn is set.
+	damage   string
+	stubborn bool
 }
 
 var (
 	_ dataplane.Mode           = (*fakeMode)(nil)
 	_ dataplane.EndpointProber = (*fakeMode)(nil)
+	_ dataplane.Checker        = (*fakeMode)(nil)
 )
+
+func (f *fakeMode) Check(context.Context) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.damage, f.record("Check")
+}
 
 func newFakeMode() *fakeMode {
 	return &fakeMode{nets: map[string]dataplane.Network{}, eps: map[string]dataplane.Endpoint{}, fail: map[string]error{}, gone: map[string]bool{}, detached: map[string]bool{}}
@@ -129,6 +140,9 @@ func (f *fakeMode) Reconcile(_ context.Context, nets []dataplane.Network, eps []
 	for _, ep := range eps {
 		f.reconciledEps = append(f.reconciledEps, ep.ID)
 		f.eps[ep.ID] = ep
+	}
+	if !f.stubborn {
+		f.damage = ""
 	}
 	return f.record("Reconcile")
 }

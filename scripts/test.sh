@@ -80,9 +80,12 @@ banner() { printf '\n######## %s ########\n' "$*"; }
 # docker.io: dockerd 20.10 (+ containerd, runc) for the e2e suite; iptables:
 # weft's and dockerd's firewall; busybox-static: the test image; iproute2 and
 # util-linux: ip, nsenter, unshare; nftables: the nft program, with which a
-# privileged test plants Docker 29's nftables table. etcd-server and docker-registry are for
-# the cluster-store and managed-plugin tests (never started by installing).
-packages=(docker.io iptables nftables busybox-static iproute2 util-linux etcd-server docker-registry)
+# privileged test plants Docker 29's nftables table; ipset: the ipset program,
+# with which tests flush and inspect weft's sets as an administrator would
+# (weft itself reaches ipsets through netlink). etcd-server and
+# docker-registry are for the cluster-store and managed-plugin tests (never
+# started by installing).
+packages=(docker.io iptables nftables ipset busybox-static iproute2 util-linux etcd-server docker-registry)
 banner "packages"
 t0=$SECONDS
 missing=()

@@ -41,6 +41,12 @@ type Mode struct {
 	// and base jumps buildBase has put in place since they were last torn
 	// down; ensureBase then only checks them (see there).
 	baseBuilt map[fw.Family]bool
+	// sets, when set, selects the set design (sets.go); nil keeps one set
+	// of rules per network (rules.go).
+	sets Sets
+	// nets are the networks this Mode made or reconciled and has not
+	// deleted since: what Check compares the kernel with.
+	nets map[string]dataplane.Network
 }
 
 var (
@@ -68,7 +74,7 @@ func New(h *nl.Handle, f *fw.Firewall, log *slog.Logger, opts ...Option) *Mode {
 	m := &Mode{
 		nl: h, fw: f, log: log.With("mode", string(dataplane.Bridge)), dockerBridges: DefaultDockerBridges(),
 		ports: map[portKey]*hostPort{}, dial: (&net.Dialer{}).DialContext, forwarding: hostForwards,
-		baseBuilt: map[fw.Family]bool{},
+		baseBuilt: map[fw.Family]bool{}, nets: map[string]dataplane.Network{},
 	}
 	m.listen = func(proto dataplane.Proto, host, target netip.AddrPort) (proxy, error) {
 		return listenPort(proto, host, target, m.dial, m.log)
@@ -188,6 +194,7 @@ func (m *Mode) CreateNetwork(ctx context.Context, n dataplane.Network) error {
 	if err := m.ensureNetwork(n, true); err != nil {
 		return err
 	}
+	m.nets[n.ID] = n
 	m.log.Info("network ready", "network", dataplane.ShortID(n.ID), "bridge", bridgeName(n))
 	return nil
 }
@@ -233,6 +240,11 @@ func (m *Mode) ensureNetwork(n dataplane.Network, withBase bool) (err error) {
 		u.add(func() error { return m.nl.DeleteLinkByName(name) })
 		m.log.Debug("created bridge", "network", dataplane.ShortID(n.ID), "bridge", name)
 	}
+	if g := bridgeGroup(n); br.Attrs().Group != g {
+		if err := m.nl.SetGroup(br, g); err != nil {
+			return err
+		}
+	}
 	if mac := bridgeMAC(n.ID); !bytes.Equal(br.Attrs().HardwareAddr, mac) {
 		if err := m.nl.SetHardwareAddr(br, mac); err != nil {
 			return err
@@ -269,6 +281,7 @@ func (m *Mode) DeleteNetwork(ctx context.Context, n dataplane.Network) error {
 	case !errors.Is(err, nl.ErrLinkNotFound):
 		errs = append(errs, err)
 	}
+	delete(m.nets, n.ID)
 	errs = append(errs, m.deleteRules(n))
 	for _, fam := range m.families(n) {
 		errs = append(errs, m.teardownIfIdle(fam))

@@ -23,7 +23,13 @@ const (
 )
 
 func TestNetnsNetworkCreateDelete(t *testing.T) {
-	e := newEnv(t)
+	for _, o := range []envOpts{{sets: true}, {}} {
+		t.Run(o.String(), func(t *testing.T) { testNetworkCreateDelete(t, o) })
+	}
+}
+
+func testNetworkCreateDelete(t *testing.T, o envOpts) {
+	e := newEnvWith(t, o)
 	e.plantDocker()
 	base := e.snapshot()
 
@@ -57,7 +63,7 @@ func TestNetnsNetworkCreateDelete(t *testing.T) {
 	// iptables' canonical form, which Reconcile relies on), and the base jumps
 	// are first, above DOCKER-USER.
 	for _, fam := range e.m.families(n) {
-		for _, r := range networkRules(n, fam, e.m.dockerBridges) {
+		for _, r := range e.m.rulesOf(n, fam) {
 			rules, err := e.fw.Rules(fam, r.Table, r.Chain)
 			if err != nil {
 				t.Fatal(err)
@@ -66,7 +72,7 @@ func TestNetnsNetworkCreateDelete(t *testing.T) {
 				t.Errorf("%s rule %s does not read back; chain holds %q", fam, r, rules)
 			}
 		}
-		for _, j := range baseJumps(fam) {
+		for _, j := range e.m.jumps(fam) {
 			rules, _ := e.fw.Rules(fam, j.Table, j.Chain)
 			if len(rules) == 0 || !slices.Equal(rules[0], j.Spec) {
 				t.Errorf("%s %s/%s starts with %q, want %q", fam, j.Table, j.Chain, rules, j.Spec)
@@ -233,7 +239,19 @@ func TestNetnsCreateUndoesOnFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newEnv(t, failingTables{Tables: real, chain: ChainIngress})
+	for _, x := range []struct {
+		o     envOpts
+		chain string
+	}{{envOpts{sets: true}, ChainPostrouting}, {envOpts{}, ChainIngress}} {
+		t.Run(x.o.String(), func(t *testing.T) {
+			x.o.tables = failingTables{Tables: real, chain: x.chain}
+			testCreateUndoesOnFailure(t, x.o)
+		})
+	}
+}
+
+func testCreateUndoesOnFailure(t *testing.T, o envOpts) {
+	e := newEnvWith(t, o)
 	base := e.snapshot()
 	for _, n := range []dataplane.Network{netSpec(idA, 1), netSpec(idB, 2, withIPv6)} {
 		if err := e.m.CreateNetwork(e.ctx, n); err == nil {
@@ -243,8 +261,10 @@ func TestNetnsCreateUndoesOnFailure(t *testing.T) {
 	}
 }
 
+// TestNetnsReconcile runs with the rule design, whose per-network rules it
+// damages; TestNetnsSetDesignRepair is its set-design counterpart.
 func TestNetnsReconcile(t *testing.T) {
-	e := newEnv(t)
+	e := newEnvWith(t, envOpts{})
 	e.plantDocker()
 	// Foreign objects: a bridge, a bridge with a weft-like name but someone
 	// else's alias, a veth, and a rule.

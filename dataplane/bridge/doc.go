@@ -21,12 +21,61 @@
 //     alias and a "weft-<10>" name) and veths named "wh<12>"/"wc<12>" (with a
 //     "weft:" alias or none).
 //
-// # Firewall layout
+// # Firewall: two designs
 //
 // dockerd sets the FORWARD policy to DROP and br_netfilter sends bridged
 // frames through FORWARD too, so everything weft allows it must ACCEPT
-// explicitly. All weft rules live in WEFT-* chains; per-network rules carry
-// the comment "weft:<12 ID chars>" (fw.Tag). Tables and chains (b = bridge):
+// explicitly. All weft rules live in WEFT-* chains.
+//
+// The set design (sets.go; the default, chosen in main when the kernel
+// answers ipset requests) has a fixed rule set: networks differ only in
+// their bridge's device group (tag 0x7765 in the upper 16 bits, bit 0 =
+// enable_icc, bit 1 = --internal) and in ipset members (weft-net4/6:
+// "<subnet>,<bridge>" of every network; weft-masq4/6: subnets to
+// masquerade), both set through netlink. W is "any weft bridge" as a
+// devgroup value/mask, W+ICC and W+INT the same with the bit set:
+//
+//	filter FORWARD        -j WEFT-FORWARD               (kept at position 1)
+//	filter INPUT          -j WEFT-GUARD                 (IPv6 only)
+//	filter WEFT-FORWARD   -j WEFT-GUARD                 (IPv6 only)
+//	                      -m physdev --physdev-is-bridged --src-group W+ICC -j ACCEPT
+//	                      -m physdev --physdev-is-bridged --src-group W -j DROP
+//	                      src,src and src,dst in weft-netN --src-group W+ICC -j ACCEPT
+//	                      src,src and src,dst in weft-netN --src-group W -j DROP
+//	                      --src-group W --dst-group W -j DROP   (between weft networks)
+//	                      -o docker0 --src-group W -j DROP      (one per Docker pattern)
+//	                      -i docker0 --dst-group W -j DROP      (one per Docker pattern)
+//	                      --src-group W+INT -j DROP             (no egress from --internal)
+//	                      --src-group W -j ACCEPT               (egress)
+//	                      --dst-group W, not INT, RELATED,ESTABLISHED -j ACCEPT
+//	                      -j WEFT-PORTS                         (published ports, ports.go)
+//	                      --dst-group W -j DROP                 (nothing else in)
+//	filter WEFT-GUARD     -p ipv6-icmp --src-group W --icmpv6-type 134 -j DROP
+//	nat PREROUTING        -m addrtype --dst-type LOCAL ! --src-group W -j WEFT-DNAT
+//	nat OUTPUT            as in the rule design
+//	nat WEFT-POSTROUTING  -m set --match-set weft-masqN src ! --dst-group W -j MASQUERADE
+//	nat WEFT-DNAT         -i docker0 -j RETURN (one per pattern), then the DNATs
+//
+// The first two rules decide traffic inside one bridge (bridged frames
+// only ever stay in their bridge); the two set rules decide routed traffic
+// that comes from a network's subnet on its bridge and goes back out of the
+// same bridge (in and out both that network's bridge). Device-group matches
+// are restricted to hooks: --src-group in PREROUTING, INPUT and FORWARD,
+// --dst-group in FORWARD, OUTPUT and POSTROUTING (the legacy back-end
+// refuses other uses), which is why the DNAT skip is on the PREROUTING jump
+// and masquerading tests the set rather than the source bridge.
+//
+// Check (check.go), run by the plugin every few seconds, compares all of it
+// with what Mode made (one iptables-save per family, one dump per set, one
+// of the links) and the plugin reconciles when something is missing.
+// Moving between designs is part of building the base: the set design
+// removes the rule design's chains and PREROUTING jump, the rule design the
+// set design's jump and fixed rules; tagged per-network rules are swept as
+// those of no network.
+//
+// The rule design (no ipset in the kernel) keeps a few rules per network,
+// each carrying the comment "weft:<12 ID chars>" (fw.Tag). Tables and
+// chains (b = bridge):
 //
 //	filter FORWARD        1: -j WEFT-FORWARD           (kept at position 1)
 //	filter INPUT          1: -j WEFT-GUARD             (IPv6 only)

@@ -31,11 +31,53 @@ type env struct {
 	fw  *fw.Firewall
 	m   *Mode
 	ctx context.Context
+	// ipt is the iptables program of the env's back-end, for the test's
+	// own rules.
+	ipt string
 }
 
+// envOpts choose the firewall of an env.
+type envOpts struct {
+	// sets selects the set design (device groups and ipsets, sets.go);
+	// false keeps one set of rules per network.
+	sets bool
+	// legacy selects iptables' legacy back-end (default: nft).
+	legacy bool
+	// tables, if set, replace the real IPv4 Tables.
+	tables fw.Tables
+}
+
+func (o envOpts) String() string {
+	design, backend := "rules", "nft"
+	if o.sets {
+		design = "sets"
+	}
+	if o.legacy {
+		backend = "legacy"
+	}
+	return design + "-" + backend
+}
+
+// firewalls are the designs and back-ends traffic tests run with: the set
+// design on both back-ends (device-group matches are restricted to certain
+// hooks on legacy), and the rule design (kernels without ipset).
+var firewalls = []envOpts{{sets: true}, {sets: true, legacy: true}, {}}
+
 // newEnv sets up the namespace like a Docker host: FORWARD policy DROP, as
-// dockerd leaves it. tables, if given, replace the real IPv4 Tables.
+// dockerd leaves it, with the set design (weft's default) on the nft
+// back-end. tables, if
+// given, replace the real IPv4 Tables.
 func newEnv(t *testing.T, tables ...fw.Tables) *env {
+	t.Helper()
+	o := envOpts{sets: true}
+	if len(tables) > 0 {
+		o.tables = tables[0]
+	}
+	return newEnvWith(t, o)
+}
+
+// newEnvWith is newEnv with the firewall chosen by o.
+func newEnvWith(t *testing.T, o envOpts) *env {
 	t.Helper()
 	ns := nstest.Setup(t)
 	h, err := nl.New(ns)
@@ -43,28 +85,46 @@ func newEnv(t *testing.T, tables ...fw.Tables) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(h.Close)
+	v4bin, v6bin := "iptables", "ip6tables"
+	if o.legacy {
+		v4bin, v6bin = "iptables-legacy", "ip6tables-legacy"
+	}
 	// Like dockerd: FORWARD policy DROP, and the nat tables exist. (With
 	// iptables-nft, a table comes into being on first use and stays, empty,
 	// when the last rule goes; a Docker host always has them.)
-	for _, bin := range []string{"iptables", "ip6tables"} {
+	for _, bin := range []string{v4bin, v6bin} {
 		nstest.Run(t, bin, "-P", "FORWARD", "DROP")
 		nstest.Run(t, bin, "-t", "nat", "-P", "POSTROUTING", "ACCEPT")
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var f *fw.Firewall
-	if len(tables) > 0 {
-		v6, err := fw.Open(fw.IPv6, "")
+	if o.tables != nil {
+		v6, err := fw.Open(fw.IPv6, v6bin)
 		if err != nil {
 			t.Fatal(err)
 		}
-		f = fw.NewWithTables(log, tables[0], v6)
-	} else if f, err = fw.New(log); err != nil {
+		f = fw.NewWithTables(log, o.tables, v6)
+	} else if f, err = fw.New(log, fw.Binaries(v4bin, v6bin)); err != nil {
 		t.Fatal(err)
 	}
 	if !f.Has(fw.IPv6) {
 		t.Fatal("ip6tables unusable in the test namespace")
 	}
-	return &env{t: t, ns: ns, nl: h, raw: nstest.Netlink(t, ns), fw: f, m: New(h, f, log), ctx: context.Background()}
+	var opts []Option
+	if o.sets {
+		nstest.RequireKernelFeature(t, "ipset", h.IpsetSupported)
+		opts = append(opts, WithSets(h))
+	}
+	return &env{t: t, ns: ns, nl: h, raw: nstest.Netlink(t, ns), fw: f, m: New(h, f, log, opts...), ctx: context.Background(), ipt: v4bin}
+}
+
+// sameDesign are the options that give a new Mode m's firewall design (a
+// "restarted" weft).
+func sameDesign(m *Mode) []Option {
+	if m.sets != nil {
+		return []Option{WithSets(m.sets)}
+	}
+	return nil
 }
 
 // testWriter sends log lines to t.Log.
@@ -104,7 +164,7 @@ func (e *env) plantDocker() {
 		{"-A", "FORWARD", "-j", "DOCKER-USER"},
 		{"-t", "nat", "-A", "POSTROUTING", "-s", "172.17.0.0/16", "!", "-o", "docker0", "-j", "MASQUERADE"},
 	} {
-		nstest.Run(e.t, "iptables", args...)
+		nstest.Run(e.t, e.ipt, args...)
 	}
 }
 

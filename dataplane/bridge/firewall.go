@@ -27,7 +27,13 @@ func (m *Mode) ensureBase(family fw.Family) error {
 	if !m.baseBuilt[family] {
 		return m.buildBase(family)
 	}
-	jump := baseJumps(family)[0] // filter FORWARD -j WEFT-FORWARD
+	if m.sets != nil {
+		// The set design runs no iptables for a network: Check, which the
+		// plugin runs every few seconds, finds a damaged base (or a missing
+		// DOCKER-USER hook) and has it rebuilt.
+		return nil
+	}
+	jump := m.jumps(family)[0] // filter FORWARD -j WEFT-FORWARD
 	rules, err := m.fw.Rules(family, jump.Table, jump.Chain)
 	if err != nil {
 		return m.buildBase(family)
@@ -50,22 +56,27 @@ func (m *Mode) ensureBase(family fw.Family) error {
 // the base jumps (at position 1) of family exist, and hooks DOCKER-USER.
 func (m *Mode) buildBase(family fw.Family) error {
 	delete(m.baseBuilt, family)
-	// Chains that others jump to come first: iptables refuses a jump to a
-	// chain that does not exist.
-	for _, c := range perNetworkChains(family) {
+	// Sets and chains that rules refer to come first: iptables refuses a
+	// rule that names a missing set or jumps to a missing chain.
+	if m.sets != nil {
+		if err := m.ensureSets(family); err != nil {
+			return err
+		}
+	}
+	for _, c := range m.chains(family) {
 		if err := m.fw.EnsureChain(family, c.table, c.name); err != nil {
 			return err
 		}
 	}
-	for _, r := range staticRules(m.dockerBridges) {
+	for _, r := range m.fixedRules(family) {
 		if _, err := m.ensureRule(family, r); err != nil {
 			return err
 		}
 	}
-	if err := m.fw.EnsureSequence(family, fw.Filter, ChainForward, skeleton(family)); err != nil {
+	if err := m.fw.EnsureSequence(family, fw.Filter, ChainForward, m.forwardChain(family)); err != nil {
 		return err
 	}
-	for _, r := range baseJumps(family) {
+	for _, r := range m.jumps(family) {
 		if err := m.fw.EnsureFirst(family, r); err != nil {
 			return err
 		}
@@ -73,8 +84,47 @@ func (m *Mode) buildBase(family fw.Family) error {
 	if _, err := m.ensureDockerUserHook(family); err != nil {
 		return err
 	}
+	if err := m.removeOtherDesign(family); err != nil {
+		return err
+	}
 	m.baseBuilt[family] = true
 	return nil
+}
+
+// removeOtherDesign removes what the other design put in family's tables:
+// its jumps, and for the set design the rule design's per-network chains
+// (their rules are tagged; nothing jumps to them once WEFT-FORWARD is the
+// set design's). A host upgraded from the rule design thus comes up with
+// the fixed rules and nothing left over.
+func (m *Mode) removeOtherDesign(family fw.Family) error {
+	var errs []error
+	for _, r := range m.otherJumps(family) {
+		errs = append(errs, m.fw.DeleteRule(family, r))
+	}
+	if m.sets != nil {
+		for _, c := range ruleDesignOnly {
+			errs = append(errs, m.fw.DeleteChain(family, fw.Filter, c))
+		}
+		return errors.Join(errs...)
+	}
+	// The set design's fixed rules name ipsets, which iptables cannot even
+	// check for when the set is gone: find them by listing.
+	for _, r := range setStaticRules(family, m.dockerBridges) {
+		if m.fixed(family, chainRef{r.Table, r.Chain}, r.Spec) {
+			continue
+		}
+		have, err := m.fw.Rules(family, r.Table, r.Chain)
+		if err != nil {
+			if !fw.IsNotExist(err) {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		if slices.ContainsFunc(have, func(s []string) bool { return slices.Equal(s, r.Spec) }) {
+			errs = append(errs, m.fw.DeleteRule(family, r))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // ensureDockerUserHook puts the jump to WEFT-FORWARD first in DOCKER-USER,
@@ -99,8 +149,16 @@ func (m *Mode) ensureDockerUserHook(family fw.Family) (bool, error) {
 // idle reports whether family's weft chains hold nothing but static rules
 // (or do not exist): no network uses them any more.
 func (m *Mode) idle(family fw.Family) (bool, error) {
+	if m.sets != nil {
+		if empty, err := m.setsEmpty(); err != nil || !empty {
+			return false, err
+		}
+	}
 	// WEFT-ICC has one rule per network: the cheap common answer first.
-	order := append([]chainRef{{fw.Filter, ChainICC}}, perNetworkChains(family)...)
+	order := m.chains(family)
+	if m.sets == nil {
+		order = append([]chainRef{{fw.Filter, ChainICC}}, order...)
+	}
 	for _, c := range order {
 		rules, err := m.fw.Rules(family, c.table, c.name)
 		if fw.IsNotExist(err) {
@@ -110,7 +168,7 @@ func (m *Mode) idle(family fw.Family) (bool, error) {
 			return false, err
 		}
 		for _, r := range rules {
-			if !isStatic(c, r, m.dockerBridges) {
+			if !m.fixed(family, c, r) {
 				return false, nil
 			}
 		}
@@ -130,7 +188,7 @@ func (m *Mode) teardownIfIdle(family fw.Family) error {
 	}
 	delete(m.baseBuilt, family)
 	errs := []error{m.fw.DeleteRule(family, dockerUserJump())}
-	for _, r := range baseJumps(family) {
+	for _, r := range m.jumps(family) {
 		errs = append(errs, m.fw.DeleteRule(family, r))
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -141,8 +199,13 @@ func (m *Mode) teardownIfIdle(family fw.Family) error {
 	if err := m.fw.DeleteChain(family, fw.Filter, ChainForward); err != nil {
 		return err
 	}
-	for _, c := range perNetworkChains(family) {
+	for _, c := range m.chains(family) {
 		if err := m.fw.DeleteChain(family, c.table, c.name); err != nil {
+			return err
+		}
+	}
+	if m.sets != nil {
+		if err := m.destroySets(family); err != nil {
 			return err
 		}
 	}
@@ -159,9 +222,13 @@ func (m *Mode) ensureRule(family fw.Family, r fw.Rule) (bool, error) {
 	return m.fw.EnsureRule(family, r)
 }
 
-// ensureRules adds n's rules in every family it needs; undo collects the
-// removal of each rule this call added.
+// ensureRules adds n's rules (rule design) or set members (set design) in
+// every family it needs; undo collects the removal of each one this call
+// added.
 func (m *Mode) ensureRules(n dataplane.Network, u *undo) error {
+	if m.sets != nil {
+		return m.ensureMembers(n, u)
+	}
 	for _, fam := range m.families(n) {
 		for _, r := range networkRules(n, fam, m.dockerBridges) {
 			added, err := m.ensureRule(fam, r)
@@ -176,8 +243,12 @@ func (m *Mode) ensureRules(n dataplane.Network, u *undo) error {
 	return nil
 }
 
-// deleteRules removes n's rules from every family n has (missing is fine).
+// deleteRules removes n's rules or set members from every family n has
+// (missing is fine).
 func (m *Mode) deleteRules(n dataplane.Network) error {
+	if m.sets != nil {
+		return m.deleteMembers(n)
+	}
 	var errs []error
 	for _, fam := range m.families(n) {
 		if !m.fw.Has(fam) {
@@ -198,7 +269,7 @@ func (m *Mode) deleteRules(n dataplane.Network) error {
 // only those of unknown networks go.
 func (m *Mode) sweepRules(family fw.Family, known, unmanaged map[string]bool, want map[string]bool) error {
 	var errs []error
-	for _, c := range perNetworkChains(family) {
+	for _, c := range m.chains(family) {
 		rules, err := m.fw.Rules(family, c.table, c.name)
 		if fw.IsNotExist(err) {
 			continue

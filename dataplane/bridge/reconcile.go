@@ -58,6 +58,12 @@ func (m *Mode) Reconcile(ctx context.Context, nets []dataplane.Network, eps []da
 		}
 		ready[n.ID] = true
 	}
+	m.nets = map[string]dataplane.Network{}
+	for _, n := range valid {
+		if ready[n.ID] {
+			m.nets[n.ID] = n
+		}
+	}
 
 	keepVeths := map[string]bool{}
 	for _, ep := range eps {
@@ -169,7 +175,7 @@ func (m *Mode) reconcileRules(valid []dataplane.Network, known, unmanaged map[st
 		for _, n := range valid {
 			if slices.Contains(m.families(n), fam) {
 				used[fam] = true
-				for _, r := range networkRules(n, fam, m.dockerBridges) {
+				for _, r := range m.rulesOf(n, fam) {
 					want[r.String()] = true
 				}
 			}
@@ -177,6 +183,11 @@ func (m *Mode) reconcileRules(valid []dataplane.Network, known, unmanaged map[st
 		errs = append(errs, m.sweepRules(fam, known, unmanaged, want))
 		if used[fam] {
 			errs = append(errs, m.buildBase(fam))
+		}
+		if m.sets != nil {
+			// Unused families too: members of networks deleted while weft
+			// was down would keep the sets (and chains) alive.
+			errs = append(errs, m.sweepMembers(fam, valid))
 		}
 	}
 	return used, errors.Join(errs...)

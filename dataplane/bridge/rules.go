@@ -1,8 +1,6 @@
 package bridge
 
 import (
-	"slices"
-
 	"github.com/weftnet/weft/dataplane"
 	"github.com/weftnet/weft/dataplane/fw"
 )
@@ -144,16 +142,6 @@ func target(spec []string) string {
 // (managed by Publish/Unpublish/ReconcilePorts, not by the network).
 func isPortRule(c chainRef, spec []string) bool {
 	return c.name == ChainPorts || (c.name == ChainDNAT && target(spec) == "DNAT")
-}
-
-// isStatic reports whether spec in chain is one of the static rules.
-func isStatic(c chainRef, spec []string, dockerBridges []string) bool {
-	for _, r := range staticRules(dockerBridges) {
-		if r.Table == c.table && r.Chain == c.name && slices.Equal(r.Spec, spec) {
-			return true
-		}
-	}
-	return false
 }
 
 // families are the address families n needs firewall rules in: IPv4 always

@@ -16,13 +16,21 @@ import (
 // holding the container ends, configured the way dockerd would.
 
 func TestNetnsTrafficICC(t *testing.T) {
-	for _, icc := range []bool{true, false} {
-		name := "icc-on"
-		if !icc {
-			name = "icc-off"
+	for _, o := range firewalls {
+		for _, icc := range []bool{true, false} {
+			name := "icc-on"
+			if !icc {
+				name = "icc-off"
+			}
+			t.Run(o.String()+"/"+name, func(t *testing.T) { testTrafficICC(t, o, icc) })
 		}
-		t.Run(name, func(t *testing.T) {
-			e := newEnv(t)
+	}
+}
+
+func testTrafficICC(t *testing.T, o envOpts, icc bool) {
+	{
+		{
+			e := newEnvWith(t, o)
 			n := netSpec(idA, 1, func(n *dataplane.Network) { n.Bridge.EnableICC = icc })
 			e.mustCreate(n)
 			c1 := e.attach(n, ep1, "10.1.0.2/24")
@@ -33,9 +41,9 @@ func TestNetnsTrafficICC(t *testing.T) {
 				return
 			}
 			mustNotReach(t, c1, c2)
-			bypassWeft(t)
+			e.bypassWeft()
 			mustReach(t, c1, c2, peers, c1.addr.String())
-		})
+		}
 	}
 }
 
@@ -44,7 +52,13 @@ func TestNetnsTrafficICC(t *testing.T) {
 // Docker-style docker0 bridge whose permissive rules come after weft's jump,
 // as dockerd's do.
 func TestNetnsTrafficEgressInternalIsolation(t *testing.T) {
-	e := newEnv(t)
+	for _, o := range firewalls {
+		t.Run(o.String(), func(t *testing.T) { testTrafficEgressInternalIsolation(t, o) })
+	}
+}
+
+func testTrafficEgressInternalIsolation(t *testing.T, o envOpts) {
+	e := newEnvWith(t, o)
 	writeSysctl(t, "net/ipv4/ip_forward", "1")
 
 	// The outside world: 198.51.100.2 behind uplink0 (198.51.100.1).
@@ -107,7 +121,7 @@ func TestNetnsTrafficEgressInternalIsolation(t *testing.T) {
 		{"-A", "FORWARD", "-o", "docker0", "-j", "ACCEPT"},
 		{"-A", "FORWARD", "-i", "docker0", "-j", "ACCEPT"},
 	} {
-		nstest.Run(t, "iptables", rule...)
+		nstest.Run(t, e.ipt, rule...)
 	}
 
 	c1 := e.attach(n1, ep1, "10.1.0.2/24")
@@ -161,7 +175,7 @@ func TestNetnsTrafficEgressInternalIsolation(t *testing.T) {
 
 	// Control: with weft's rules out of the way, every blocked path works,
 	// so it was weft's firewall that blocked them, not the test's routing.
-	bypassWeft(t)
+	e.bypassWeft()
 	c3Peers := serve(t, c3, 81)
 	dockerPeers := serve(t, dockerCtr, 81)
 	c2Peers81 := serve(t, c2, 81)
@@ -179,10 +193,10 @@ func TestNetnsTrafficEgressInternalIsolation(t *testing.T) {
 }
 
 // bypassWeft takes weft's chains out of FORWARD and accepts everything.
-func bypassWeft(t *testing.T) {
-	t.Helper()
-	nstest.Run(t, "iptables", "-D", "FORWARD", "-j", ChainForward)
-	nstest.Run(t, "iptables", "-P", "FORWARD", "ACCEPT")
+func (e *env) bypassWeft() {
+	e.t.Helper()
+	nstest.Run(e.t, e.ipt, "-D", "FORWARD", "-j", ChainForward)
+	nstest.Run(e.t, e.ipt, "-P", "FORWARD", "ACCEPT")
 }
 
 func mustReachPort(t *testing.T, from, to ctr, port int, peers <-chan string) {

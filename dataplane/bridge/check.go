@@ -1,0 +1,126 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/weftnet/weft/dataplane"
+	"github.com/weftnet/weft/dataplane/fw"
+)
+
+// Check compares the kernel with what m made and returns what it found
+// missing first, or "" if everything is in place: the base of every family
+// in use (jumps, WEFT-FORWARD, chains, fixed rules, the DOCKER-USER hook),
+// published ports' rules, and per network either its rules (rule design) or
+// its set members and its bridge's device group (set design). It reads each
+// family's tables with one iptables-save, each set with one netlink dump and
+// the links with one more, so its cost does not grow with networks in
+// processes or system calls: the comparison itself is done in memory.
+//
+// A firewall reload, an "iptables -F" of weft's chains or of a whole table,
+// an "ipset flush" and an "ip link set group" all show here; the caller
+// then runs Reconcile (and ReconcilePorts) to put things back.
+func (m *Mode) Check(ctx context.Context) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	used := map[fw.Family]bool{}
+	for _, n := range m.nets {
+		for _, fam := range m.families(n) {
+			used[fam] = true
+		}
+	}
+	for _, fam := range m.firewallFamilies() {
+		if !used[fam] && !m.baseBuilt[fam] {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
+		if !m.baseBuilt[fam] {
+			return fmt.Sprintf("%s: weft's base rules are not in place", fam), nil
+		}
+		snap, err := m.fw.Snapshot(fam, m.checkedChains(fam))
+		if err != nil {
+			return "", err
+		}
+		if why := m.baseMissing(fam, snap); why != "" {
+			return fmt.Sprintf("%s: %s", fam, why), nil
+		}
+		for _, n := range m.nets {
+			if !slices.Contains(m.families(n), fam) {
+				continue
+			}
+			for _, r := range m.rulesOf(n, fam) {
+				if !snap.Contains(r.Table, r.Chain, r.Spec) {
+					return fmt.Sprintf("%s: rule missing: %s", fam, r), nil
+				}
+			}
+		}
+		for _, hp := range m.ports {
+			n, ok := m.nets[hp.netID]
+			if !ok || familyOf(hp.port.HostIP) != fam {
+				continue
+			}
+			for _, r := range portRules(n, hp.port, m.forwarding(fam)) {
+				if !snap.Contains(r.Table, r.Chain, r.Spec) {
+					return fmt.Sprintf("%s: published port's rule missing: %s", fam, r), nil
+				}
+			}
+		}
+		if m.sets != nil {
+			why, err := m.missingMembers(fam)
+			if err != nil || why != "" {
+				return why, err
+			}
+		}
+	}
+	if m.sets != nil {
+		return m.wrongGroup()
+	}
+	return "", nil
+}
+
+// baseMissing names the first piece of family's base that snap lacks, or "".
+func (m *Mode) baseMissing(family fw.Family, snap fw.Snapshot) string {
+	for _, r := range m.jumps(family) {
+		if !snap.Contains(r.Table, r.Chain, r.Spec) {
+			return "jump missing: " + r.String()
+		}
+	}
+	if snap.Has(fw.Filter, ChainDockerUser) {
+		hook := dockerUserJump()
+		if rs := snap[fw.Filter][ChainDockerUser]; len(rs) == 0 || !slices.Equal(rs[0], hook.Spec) {
+			return "DOCKER-USER does not start with weft's hook"
+		}
+	}
+	if !slices.EqualFunc(snap[fw.Filter][ChainForward], m.forwardChain(family), slices.Equal) || !snap.Has(fw.Filter, ChainForward) {
+		return ChainForward + " differs from weft's"
+	}
+	for _, c := range m.chains(family) {
+		if !snap.Has(c.table, c.name) {
+			return "chain missing: " + c.table + "/" + c.name
+		}
+	}
+	for _, r := range m.fixedRules(family) {
+		if !snap.Contains(r.Table, r.Chain, r.Spec) {
+			return "rule missing: " + r.String()
+		}
+	}
+	return ""
+}
+
+// checkedChains are the chains Check reads, by table, for Tables that cannot
+// dump everything at once.
+func (m *Mode) checkedChains(family fw.Family) map[string][]string {
+	want := map[string][]string{
+		fw.Filter: {"FORWARD", "INPUT", ChainDockerUser, ChainForward},
+		fw.NAT:    {"PREROUTING", "OUTPUT", "POSTROUTING"},
+	}
+	for _, c := range m.chains(family) {
+		want[c.table] = append(want[c.table], c.name)
+	}
+	return want
+}
+
+var _ dataplane.Checker = (*Mode)(nil)
