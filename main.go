@@ -140,12 +140,10 @@ func start(ctx context.Context, d *plugin.Driver, st plugin.Settings, log *slog.
 		d.Fail(err)
 		return closeDB, err
 	}
-	var bridgeOpts []bridge.Option
-	if err := h.IpsetSupported(); err != nil {
-		log.Warn("firewall: one set of iptables rules per network (the kernel has no ipset; with it, weft's rules stay the same however many networks exist)", "err", err)
-	} else {
-		bridgeOpts = append(bridgeOpts, bridge.WithSets(h))
-		log.Info("firewall: fixed iptables rules; networks are told apart by device groups and ipsets")
+	bridgeOpts, err := firewallDesign(st.Firewall, h, log)
+	if err != nil {
+		d.Fail(err)
+		return closeDB, err
 	}
 	deps := plugin.Deps{
 		Store: db,
@@ -158,4 +156,22 @@ func start(ctx context.Context, d *plugin.Driver, st plugin.Settings, log *slog.
 		ReservationGrace: st.ReservationGrace,
 	}
 	return closeDB, d.Start(ctx, deps)
+}
+
+// firewallDesign picks the bridge mode's firewall design from the
+// WEFT_FIREWALL setting and what the kernel offers, and logs it.
+func firewallDesign(setting string, h *nl.Handle, log *slog.Logger) ([]bridge.Option, error) {
+	if setting == plugin.FirewallPerNetwork {
+		log.Info("firewall: one set of iptables rules per network (WEFT_FIREWALL=per-network)")
+		return nil, nil
+	}
+	if err := h.IpsetSupported(); err != nil {
+		if setting == plugin.FirewallFixed {
+			return nil, fmt.Errorf("WEFT_FIREWALL=fixed needs ipset in the kernel (CONFIG_IP_SET): %w; use auto or per-network", err)
+		}
+		log.Warn("firewall: one set of iptables rules per network (the kernel has no ipset; with it, weft's rules stay the same however many networks exist)", "err", err)
+		return nil, nil
+	}
+	log.Info("firewall: fixed iptables rules; networks are told apart by device groups and ipsets")
+	return []bridge.Option{bridge.WithSets(h)}, nil
 }

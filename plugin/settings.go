@@ -38,7 +38,22 @@ type Settings struct {
 	// without a network or endpoint using it before weft releases it
 	// (reservations.go); zero turns the release off.
 	ReservationGrace time.Duration
+	// Firewall chooses the bridge mode's firewall design: FirewallAuto,
+	// FirewallFixed or FirewallPerNetwork.
+	Firewall string
 }
+
+// Firewall designs (WEFT_FIREWALL).
+const (
+	// FirewallAuto: fixed rules where the kernel has ipset, else per-network.
+	FirewallAuto = "auto"
+	// FirewallFixed: fixed rules, device groups and ipsets; weft does not
+	// start without ipset.
+	FirewallFixed = "fixed"
+	// FirewallPerNetwork: a few iptables rules per network, as Docker's
+	// bridge driver has (and weft before the fixed design).
+	FirewallPerNetwork = "per-network"
+)
 
 // ResolveStateDir picks the state directory: StateMount when a directory is
 // mounted there, else StateDir. It says which and why, for the log.
@@ -75,6 +90,7 @@ func settingTable() []setting {
 		{"scope", "WEFT_SCOPE", ScopeLocal, "network scope announced to Docker: local or global"},
 		{"default-pools", "WEFT_DEFAULT_POOLS", ipam.DefaultPoolsSetting, "pools for networks created without --subnet: base=CIDR,size=N;..."},
 		{"reservation-grace", "WEFT_RESERVATION_GRACE", DefaultReservationGrace.String(), "release IPAM pools and addresses no network or container claimed within this time (0 = never)"},
+		{"firewall", "WEFT_FIREWALL", FirewallAuto, "bridge firewall: auto (fixed rules where the kernel has ipset), fixed, or per-network"},
 		{"vtep-addr", "WEFT_VTEP_ADDR", "", "this host's underlay address for vxlan networks"},
 		{"metrics-addr", "WEFT_METRICS_ADDR", "", "address to serve metrics on (off when empty)"},
 		{"etcd-ca", "WEFT_ETCD_CA", "", "CA file for etcd TLS"},
@@ -142,6 +158,12 @@ func ParseSettings(args []string, getenv func(string) string, usageOut io.Writer
 	g := *vals["reservation-grace"]
 	if st.ReservationGrace, err = time.ParseDuration(g); err != nil || st.ReservationGrace < 0 {
 		return st, fmt.Errorf("WEFT_RESERVATION_GRACE %q is not valid: use a duration such as 2m or 90s, or 0 to never release unclaimed reservations", g)
+	}
+	st.Firewall = *vals["firewall"]
+	switch st.Firewall {
+	case FirewallAuto, FirewallFixed, FirewallPerNetwork:
+	default:
+		return st, fmt.Errorf("WEFT_FIREWALL %q is not valid: use auto, fixed or per-network", st.Firewall)
 	}
 	for _, name := range []string{"vtep-addr", "metrics-addr", "etcd-ca", "etcd-cert", "etcd-key"} {
 		if *vals[name] != "" {

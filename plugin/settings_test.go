@@ -16,7 +16,7 @@ func TestSettingsDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Socket != DefaultSocket || s.StateDir != "/var/lib/weft" || s.Scope != ScopeLocal || s.LogLevel != slog.LevelInfo {
+	if s.Socket != DefaultSocket || s.StateDir != "/var/lib/weft" || s.Scope != ScopeLocal || s.LogLevel != slog.LevelInfo || s.Firewall != FirewallAuto {
 		t.Fatalf("defaults: %+v", s)
 	}
 	if s.StoreFile() != "/var/lib/weft/weft.db" || len(s.DefaultPools) != 2 {
@@ -25,12 +25,12 @@ func TestSettingsDefaults(t *testing.T) {
 }
 
 func TestSettingsEnvAndFlags(t *testing.T) {
-	env := envOf(map[string]string{"LOG_LEVEL": "debug", "WEFT_STATE_DIR": "/srv/weft", "WEFT_DEFAULT_POOLS": "base=10.50.0.0/16,size=24"})
-	s, err := ParseSettings([]string{"--state-dir", "/tmp/w", "--socket", "/tmp/w/weft.sock"}, env, io.Discard)
+	env := envOf(map[string]string{"LOG_LEVEL": "debug", "WEFT_STATE_DIR": "/srv/weft", "WEFT_DEFAULT_POOLS": "base=10.50.0.0/16,size=24", "WEFT_FIREWALL": "fixed"})
+	s, err := ParseSettings([]string{"--state-dir", "/tmp/w", "--socket", "/tmp/w/weft.sock", "--firewall", "per-network"}, env, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.LogLevel != slog.LevelDebug || s.StateDir != "/tmp/w" || s.Socket != "/tmp/w/weft.sock" || len(s.DefaultPools) != 1 {
+	if s.LogLevel != slog.LevelDebug || s.StateDir != "/tmp/w" || s.Socket != "/tmp/w/weft.sock" || len(s.DefaultPools) != 1 || s.Firewall != FirewallPerNetwork {
 		t.Fatalf("flag should win over env, env over default: %+v", s)
 	}
 }
@@ -45,6 +45,7 @@ func TestSettingsRefusals(t *testing.T) {
 		{nil, map[string]string{"WEFT_STATE_DIR": "relative"}, "absolute"},
 		{[]string{"--socket", "x.sock"}, nil, "absolute"},
 		{nil, map[string]string{"WEFT_SCOPE": "galaxy"}, "local or global"},
+		{nil, map[string]string{"WEFT_FIREWALL": "nftables"}, "auto, fixed or per-network"},
 		{nil, map[string]string{"WEFT_STORE": "redis://x"}, "etcd://"},
 		{nil, map[string]string{"WEFT_DEFAULT_POOLS": "10.0.0.0/8"}, "WEFT_DEFAULT_POOLS"},
 		{[]string{"extra"}, nil, "unexpected argument"},

@@ -82,3 +82,44 @@ func weftIptables(t *testing.T, h *Host) string {
 	t.Fatal("no iptables back-end holds weft's WEFT-FORWARD chain")
 	return ""
 }
+
+// TestFirewallUpgradeFromPerNetworkRules: a host whose weft kept per-network
+// rules (WEFT_FIREWALL=per-network, as every weft before the fixed rules did)
+// comes up, after a restart with the default, with the fixed rules and none
+// of the old ones, and its running containers keep talking and stay
+// isolated throughout.
+func TestFirewallUpgradeFromPerNetworkRules(t *testing.T) {
+	h := newHost(t, "fwupg", hostOptions{weftEnv: []string{"WEFT_FIREWALL=per-network"}})
+	h.CreateNetwork(t, "u-a")
+	h.CreateNetwork(t, "u-b")
+	h.Run(t, "u-a1", "--network", "u-a")
+	h.Run(t, "u-a2", "--network", "u-a")
+	h.Run(t, "u-b1", "--network", "u-b")
+	a2 := h.ContainerIP(t, "u-a2", "u-a").String()
+	b1 := h.ContainerIP(t, "u-b1", "u-b").String()
+	h.AssertPing(t, "u-a1", a2)
+	ipt := weftIptables(t, h)
+	if out := h.NS(t, ipt+"-save"); !strings.Contains(out, ":WEFT-ICC") || !strings.Contains(out, "weft:") {
+		t.Fatalf("WEFT_FIREWALL=per-network did not make per-network rules:\n%s", out)
+	}
+
+	h.weftEnv = nil
+	h.restartWeftWith(t, cfg.weftBin)
+	h.AssertPing(t, "u-a1", a2)
+	h.AssertNoPings(t, [2]string{"u-a1", b1}, [2]string{"u-b1", a2})
+	out := h.NS(t, ipt+"-save")
+	for _, old := range []string{":WEFT-ICC", ":WEFT-ISOLATION-1", ":WEFT-ISOLATION-2", ":WEFT-BRIDGE", ":WEFT-INGRESS", "weft:"} {
+		if strings.Contains(out, old) {
+			t.Errorf("%s is left after the upgrade:\n%s", old, out)
+		}
+	}
+	if !strings.Contains(out, "--match-set weft-net4") {
+		t.Errorf("the fixed rules are not in place after the upgrade:\n%s", out)
+	}
+	// New networks after the upgrade work beside the old ones.
+	h.CreateNetwork(t, "u-c")
+	h.Run(t, "u-c1", "--network", "u-c")
+	h.Run(t, "u-c2", "--network", "u-c")
+	h.AssertPing(t, "u-c1", h.ContainerIP(t, "u-c2", "u-c").String())
+	h.AssertNoPings(t, [2]string{"u-c1", a2})
+}
