@@ -157,14 +157,19 @@ type Mode interface {
 
 // Checker is implemented by modes whose kernel objects others can remove
 // behind weft's back (a firewall reload, an "iptables -F", an "ipset
-// flush"). The plugin calls Check every few seconds; when it names
-// something missing, the plugin runs the mode's Reconcile (and
-// ReconcilePorts) with everything it knows, which puts it back.
+// flush"). The plugin calls Check every few seconds and Repair when Check
+// names something missing.
 type Checker interface {
 	// Check returns "" when everything the mode made is in place, or a
 	// description of the first thing missing. It must be cheap: its cost
 	// may not grow with the number of networks beyond in-memory work.
 	Check(ctx context.Context) (string, error)
+	// Repair puts back what the mode made and is missing. It removes
+	// nothing: what is stale may belong to another weft instance on the
+	// same host, and two instances removing each other's objects on every
+	// repair would never settle (Reconcile, at start, removes what is
+	// stale).
+	Repair(ctx context.Context) error
 }
 
 // EndpointState is what the kernel shows of an endpoint's links.

@@ -25,8 +25,8 @@ type fakeMode struct {
 	// gone lists endpoints whose kernel link has disappeared; detached
 	// those whose container side is back in the host namespace.
 	gone, detached map[string]bool
-	// damage is what Check reports missing ("" = nothing); Reconcile
-	// clears it unless stubborn is set.
+	// damage is what Check reports missing ("" = nothing); Repair clears
+	// it unless stubborn is set.
 	damage   string
 	stubborn bool
 }
@@ -41,6 +41,15 @@ func (f *fakeMode) Check(context.Context) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.damage, f.record("Check")
+}
+
+func (f *fakeMode) Repair(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.stubborn {
+		f.damage = ""
+	}
+	return f.record("Repair")
 }
 
 func newFakeMode() *fakeMode {
@@ -140,9 +149,6 @@ func (f *fakeMode) Reconcile(_ context.Context, nets []dataplane.Network, eps []
 	for _, ep := range eps {
 		f.reconciledEps = append(f.reconciledEps, ep.ID)
 		f.eps[ep.ID] = ep
-	}
-	if !f.stubborn {
-		f.damage = ""
 	}
 	return f.record("Reconcile")
 }

@@ -19,9 +19,8 @@ const defaultRepairInterval = 2 * time.Second
 const maxRepairBackoff = time.Minute
 
 // RunRepairer checks every mode that can (dataplane.Checker) every
-// RepairInterval and, when one reports something missing, reconciles the
-// kernel with the recorded state, as at start: modes first, then published
-// ports. It returns when ctx ends.
+// RepairInterval and has a mode that reports something missing put it back
+// (Repair). It returns when ctx ends.
 func (d *Driver) RunRepairer(ctx context.Context) {
 	if err := d.wait(ctx); err != nil {
 		return
@@ -65,10 +64,10 @@ func (d *Driver) repairOnce(ctx context.Context) bool {
 		}
 		d.log.Warn("weft's kernel state was changed behind its back; restoring it", "mode", name, "found", why)
 		start := time.Now()
-		d.mu.Lock()
-		d.reconcileLocked(ctx)
-		d.reconcilePortsLocked(ctx)
-		d.mu.Unlock()
+		if err := c.Repair(ctx); err != nil {
+			d.log.Error("restoring weft's kernel state failed; trying again later", "mode", name, "err", err)
+			return false
+		}
 		again, err := c.Check(ctx)
 		if err != nil || again != "" {
 			d.log.Error("restoring weft's kernel state did not finish; trying again later", "mode", name, "still", again, "err", err)

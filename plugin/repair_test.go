@@ -9,10 +9,10 @@ import (
 	"github.com/weftnet/weft/store/memstore"
 )
 
-// TestRepairReconcilesWhatCheckFindsMissing: a mode that reports something
-// missing is reconciled with every recorded network, as at start; one that
-// reports nothing is left alone.
-func TestRepairReconcilesWhatCheckFindsMissing(t *testing.T) {
+// TestRepairWhatCheckFindsMissing: a mode that reports something missing is
+// repaired (never reconciled: that would remove another instance's
+// objects); one that reports nothing is left alone.
+func TestRepairWhatCheckFindsMissing(t *testing.T) {
 	ctx := context.Background()
 	d, m := startDriver(t, memstore.New())
 	if err := d.CreateNetwork(ctx, createReq(testNetID, nil)); err != nil {
@@ -22,19 +22,19 @@ func TestRepairReconcilesWhatCheckFindsMissing(t *testing.T) {
 	if !d.repairOnce(ctx) {
 		t.Fatal("repairOnce failed with nothing missing")
 	}
-	if slices.Contains(m.calls, "Reconcile") {
-		t.Fatalf("reconciled with nothing missing: %v", m.calls)
+	if slices.Contains(m.calls, "Repair") {
+		t.Fatalf("repaired with nothing missing: %v", m.calls)
 	}
 
 	m.mu.Lock()
 	m.damage = "WEFT-FORWARD flushed"
-	m.nets = nil // what the kernel lost
 	m.mu.Unlock()
+	m.calls = nil
 	if !d.repairOnce(ctx) {
 		t.Fatal("repairOnce failed")
 	}
-	if !slices.Contains(m.calls, "Reconcile") || !slices.Equal(m.reconciledNets, []string{testNetID}) {
-		t.Fatalf("calls %v, reconciled %v; want a Reconcile with the recorded network", m.calls, m.reconciledNets)
+	if !slices.Equal(m.calls, []string{"Check", "Repair", "Check"}) {
+		t.Fatalf("calls %v; want Check, Repair, Check", m.calls)
 	}
 
 	// A repair that does not take is reported (the repairer then backs off).
@@ -66,7 +66,7 @@ func TestRunRepairerRepairsAndStops(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the repairer did not reconcile within 10s")
+			t.Fatal("the repairer did not repair within 10s")
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -2,14 +2,17 @@
 # scripts/bench.sh — weft against Docker's built-in drivers on this machine,
 # side by side in one run, interleaved, reported as ratios with their spread.
 #
-#   scripts/bench.sh                  # full run (about 25 minutes): rewrites
+#   scripts/bench.sh                  # full run (40 minutes or more; the page
+#                                     # gives each section's time): rewrites
 #                                     # docs/benchmarks.md and docs/img/*.svg
-#   scripts/bench.sh --quick          # smoke run (few iterations, ~3 minutes);
+#   scripts/bench.sh --quick          # smoke run (few iterations, ~4 minutes);
 #                                     # writes to /tmp/weft-bench-quick
 #   scripts/bench.sh --only attach,plugin [--out DIR]
 #                                     # some sections (attach, plugin, dataplane,
 #                                     # netcreate, footprint); writes to
 #                                     # /tmp/weft-bench-partial unless --out
+#   scripts/bench.sh --networks N     # netcreate with N networks of each driver
+#                                     # (default 1000; --quick: 20)
 #
 # As root on Debian 12. It installs what it needs with apt-get (docker.io,
 # iperf3, linux-perf, ... — only what is missing, starting no service), builds
@@ -29,6 +32,7 @@ start=$SECONDS
 quick=0
 only=""
 out=""
+networks=""
 while (($#)); do
 	case $1 in
 	--quick) quick=1 ;;
@@ -40,8 +44,16 @@ while (($#)); do
 		out=${2:?--out needs a directory}
 		shift
 		;;
+	--networks)
+		networks=${2:?--networks needs a number}
+		[[ $networks =~ ^[0-9]+$ ]] || {
+			echo "bench.sh: --networks $networks: not a number" >&2
+			exit 2
+		}
+		shift
+		;;
 	-h | --help)
-		sed -n '2,26p' "$0"
+		sed -n '2,27p' "$0"
 		exit 0
 		;;
 	*)
@@ -75,9 +87,10 @@ cleanup() {
 trap cleanup EXIT
 
 # docker.io: dockerd (+ containerd, runc); busybox-static: the image;
-# iperf3: throughput; linux-perf: the profiles; the rest: ip, nsenter,
-# unshare, iptables-save.
-packages=(docker.io iptables busybox-static iproute2 util-linux iperf3 linux-perf)
+# iperf3: throughput; linux-perf: the profiles; strace: iptables processes
+# per network create; ipset: the repair-after-flush measurement; the rest:
+# ip, nsenter, unshare, iptables-save, iptables-nft/-legacy.
+packages=(docker.io iptables busybox-static iproute2 util-linux iperf3 linux-perf strace ipset)
 missing=()
 for p in "${packages[@]}"; do
 	if [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true) != "install ok installed" ]]; then
@@ -116,6 +129,7 @@ go build -tags bench -o "$work/weft-bench" ./test/bench
 args=(run -weft "$work/weft" -repo . -out "$out")
 if ((quick)); then args+=(-quick); fi
 if [[ -n $only ]]; then args+=(-only "$only"); fi
+if [[ -n $networks ]]; then args+=(-networks "$networks"); fi
 status=0
 "$work/weft-bench" "${args[@]}" || status=$?
 

@@ -2,8 +2,10 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/weftnet/weft/dataplane"
 	"github.com/weftnet/weft/dataplane/fw"
@@ -124,3 +126,78 @@ func (m *Mode) checkedChains(family fw.Family) map[string][]string {
 }
 
 var _ dataplane.Checker = (*Mode)(nil)
+
+// Repair puts back what Check finds missing, from what m made: the base of
+// every family in use, each network's bridge (addresses, device group, MAC)
+// and its rules or set members, published ports' rules, and the bridge port
+// of every endpoint veth whose bridge was re-created. It removes nothing:
+// objects of networks m does not know may belong to another weft on the
+// same host (a second plugin instance), and two instances that each removed
+// the other's objects on every repair would never settle. Removing what is
+// stale is Reconcile's job, at start.
+func (m *Mode) Repair(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	used := map[fw.Family]bool{}
+	for _, n := range m.nets {
+		for _, fam := range m.families(n) {
+			used[fam] = true
+		}
+	}
+	var errs []error
+	for _, fam := range m.firewallFamilies() {
+		if used[fam] {
+			errs = append(errs, m.buildBase(fam))
+		}
+	}
+	for _, n := range m.nets {
+		if err := ctx.Err(); err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		if err := m.ensureNetwork(n, false); err != nil {
+			errs = append(errs, fmt.Errorf("network %s: %w", dataplane.ShortID(n.ID), err))
+		}
+	}
+	errs = append(errs, m.reattachAll())
+	for _, hp := range m.ports {
+		n, ok := m.nets[hp.netID]
+		if !ok {
+			continue
+		}
+		fam := familyOf(hp.port.HostIP)
+		for _, r := range portRules(n, hp.port, m.forwarding(fam)) {
+			if _, err := m.ensureRule(fam, r); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("repairing bridge networks: %w", err)
+	}
+	return nil
+}
+
+// reattachAll puts every host-side endpoint veth of a known network back on
+// its bridge (a bridge deleted and re-created has no ports).
+func (m *Mode) reattachAll() error {
+	if m.nl == nil || len(m.nets) == 0 {
+		return nil
+	}
+	links, err := m.nl.LinkList()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, l := range links {
+		a := l.Attrs()
+		if !ownedVeth(l) || !strings.HasPrefix(a.Name, "wh") {
+			continue
+		}
+		n, ok := m.nets[strings.TrimPrefix(a.Alias, dataplane.OwnerAliasPrefix)]
+		if !ok {
+			continue
+		}
+		errs = append(errs, m.reattach(n, a.Name))
+	}
+	return errors.Join(errs...)
+}

@@ -67,7 +67,9 @@
 //
 // Check (check.go), run by the plugin every few seconds, compares all of it
 // with what Mode made (one iptables-save per family, one dump per set, one
-// of the links) and the plugin reconciles when something is missing.
+// of the links), and Repair puts back what is missing without removing
+// anything (another weft instance on the host shares the fixed rules and
+// the sets).
 // Moving between designs is part of building the base: the set design
 // removes the rule design's chains and PREROUTING jump, the rule design the
 // set design's jump and fixed rules; tagged per-network rules are swept as

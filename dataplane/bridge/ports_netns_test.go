@@ -581,3 +581,32 @@ func sendICMP6(typ byte, link string) error {
 	_, err = pc.WriteTo(msg, &net.IPAddr{IP: net.ParseIP("ff02::1"), Zone: link})
 	return err
 }
+
+// TestNetnsPortRulesRepaired: a flush of the nat table takes published
+// ports' DNAT away; Check notices and Repair puts it back from the ports
+// weft holds, so the port answers from outside again.
+func TestNetnsPortRulesRepaired(t *testing.T) {
+	p := newPortsEnv(t)
+	n := netSpec(idA, 1)
+	p.mustCreate(n)
+	c1 := p.attach(n, ep1, "10.1.0.2/24")
+	helloServer(t, c1, c1.addr, 80)
+	ep := dataplane.Endpoint{ID: ep1, NetworkID: n.ID, IPv4: netip.MustParsePrefix("10.1.0.2/24")}
+	if _, err := p.m.Publish(p.ctx, n, ep, []dataplane.PortBinding{{Proto: dataplane.TCP, Port: 80, HostPort: 8080, HostPortEnd: 8080, NoIPv6: true}}); err != nil {
+		t.Fatal(err)
+	}
+	p.mustGet("outside (DNAT)", &p.outside.ns, "tcp", hp(hostUplink4, 8080), "hello "+outsideUplink4)
+	want := p.snapshot()
+	nstest.Run(t, p.ipt, "-t", "nat", "-F", ChainDNAT)
+	why, err := p.m.Check(p.ctx)
+	if err != nil || why == "" {
+		t.Fatalf("after flushing WEFT-DNAT: Check = %q, %v; want the port's rule missing", why, err)
+	}
+	t.Logf("Check found %q", why)
+	if err := p.m.Repair(p.ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.mustCheck("after Repair")
+	p.assertSame(want, "Repair after a flush of WEFT-DNAT")
+	p.mustGet("outside after Repair", &p.outside.ns, "tcp", hp(hostUplink4, 8080), "hello "+outsideUplink4)
+}

@@ -24,8 +24,8 @@ func (e *env) mustCheck(what string) {
 // TestNetnsSetDesignRepair: in the set design the kernel holds weft's fixed
 // rules, two sets per family and device groups. Each way of removing some
 // of it behind weft's back (what a firewall reload, an "iptables -F" or an
-// "ipset flush" do) is noticed by Check, and Reconcile — what the plugin
-// then runs — puts back exactly what was there, so behaviour is back too.
+// "ipset flush" do) is noticed by Check, and Repair — what the plugin then
+// runs — puts back exactly what was there, so behaviour is back too.
 // Deleting the networks afterwards leaves the namespace as it was.
 func TestNetnsSetDesignRepair(t *testing.T) {
 	for _, o := range setFirewalls {
@@ -78,6 +78,7 @@ func testSetDesignRepair(t *testing.T, o envOpts) {
 		{"ipset flush weft-net4", func() { nstest.Run(t, "ipset", "flush", "weft-net4") }},
 		{"ipset flush weft-masq6", func() { nstest.Run(t, "ipset", "flush", "weft-masq6") }},
 		{"ip link set group 0", func() { nstest.Run(t, "ip", "link", "set", bridgeName(n2), "group", "0") }},
+		{"ip link del (a bridge)", func() { nstest.Run(t, "ip", "link", "del", bridgeName(n1)) }},
 		{"DOCKER-USER hook deleted", func() { nstest.Run(t, e.ipt, "-D", ChainDockerUser, "-j", ChainForward) }},
 	} {
 		d.do()
@@ -89,11 +90,11 @@ func testSetDesignRepair(t *testing.T, o envOpts) {
 			t.Fatalf("%s: Check found nothing missing", d.name)
 		}
 		t.Logf("%s: Check found %q", d.name, why)
-		if err := e.m.Reconcile(e.ctx, nets, nil); err != nil {
-			t.Fatalf("%s: Reconcile: %v", d.name, err)
+		if err := e.m.Repair(e.ctx); err != nil {
+			t.Fatalf("%s: Repair: %v", d.name, err)
 		}
-		e.mustCheck(d.name + ", then Reconcile")
-		e.assertSame(want, d.name+", then Reconcile")
+		e.mustCheck(d.name + ", then Repair")
+		e.assertSame(want, d.name+", then Repair")
 	}
 
 	for _, n := range nets {
@@ -179,4 +180,40 @@ func TestNetnsMigrationFromRuleDesign(t *testing.T) {
 		_ = e.nl.DestroySet(masqSet(fam))
 	}
 	e.assertSame(base, "deleting every network")
+}
+
+// TestNetnsTwoInstancesRepairWithoutFighting: two weft instances on one host
+// (two plugin aliases) share the fixed rules and the sets. Repair removes
+// nothing, so one instance repairing its own objects never takes the
+// other's away, and both stay intact.
+func TestNetnsTwoInstancesRepairWithoutFighting(t *testing.T) {
+	e := newEnvWith(t, envOpts{sets: true})
+	other := New(e.nl, e.fw, nil, WithSets(e.nl))
+	n1, n2 := netSpec(idA, 1), netSpec(idB, 2)
+	e.mustCreate(n1)
+	if err := other.CreateNetwork(e.ctx, n2); err != nil {
+		t.Fatal(err)
+	}
+	e.mustCheck("two instances, one network each")
+	nstest.Run(t, "ipset", "flush", "weft-net4")
+	for _, m := range []*Mode{e.m, other} {
+		if why, _ := m.Check(e.ctx); why == "" {
+			t.Fatal("Check missed the flushed set")
+		}
+		if err := m.Repair(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, m := range []*Mode{e.m, other, e.m} {
+		if why, err := m.Check(e.ctx); err != nil || why != "" {
+			t.Fatalf("instance %d after both repaired: Check = %q, %v", i%2, why, err)
+		}
+	}
+	if err := other.DeleteNetwork(e.ctx, n2); err != nil {
+		t.Fatal(err)
+	}
+	e.mustCheck("the other instance deleted its network")
+	if err := e.m.DeleteNetwork(e.ctx, n1); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -11,7 +11,7 @@
 // or by hand, as root:
 //
 //	go build -tags bench -o /tmp/weft-bench-bin ./test/bench
-//	/tmp/weft-bench-bin run -weft ./weft -out docs [-quick] [-only attach,plugin,...]
+//	/tmp/weft-bench-bin run -weft ./weft -out docs [-quick] [-networks N] [-only attach,plugin,...]
 //
 // # What it measures (each against its baseline, in the same run)
 //
@@ -22,9 +22,22 @@
 //     weft's socket (the JSON dockerd sends), with 1, 100 and 1000 endpoints
 //     already present; three weft processes, one per population, sampled in
 //     turn.
-//   - netcreate: `docker network create` for weft and Docker's bridge,
-//     alternating, up to 500 networks each; firewall rules (iptables-save) as
-//     a function of networks and of endpoints, with a fitted slope.
+//   - netcreate: `docker network create` for weft and Docker's bridge, up
+//     to 1000 networks each (-networks N; -quick: 20); the 1st, middle and
+//     last network's create time and the growth last/1st. Timed creates run
+//     one at a time, weft and Docker alternating; above 100 networks only
+//     windows of 10 around the 1st and every tenth network are timed and
+//     the networks between them are created several at a time, untimed.
+//     Firewall rules (iptables-save) as a function of networks and of
+//     endpoints, with a fitted slope; iptables processes per create
+//     (strace); request/response and throughput between two containers
+//     with all the networks in place against the same with none (each
+//     relative to a bare veth pair in the same rounds); weft's repair after
+//     `iptables -F WEFT-FORWARD` and `ipset flush` (time until new
+//     connections between two containers work again and weft logs its
+//     repair; subcommand tcp-probe). Networks are removed several per
+//     `docker network rm` and several commands at once, after the first
+//     few are timed one at a time.
 //   - dataplane: TCP throughput (iperf3) and request/response latency (the
 //     harness's own ping-pong, subcommands rr-server/rr-client) container to
 //     container: weft bridge, Docker bridge, and a bare veth pair between two

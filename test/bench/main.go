@@ -27,6 +27,7 @@ var cfg struct {
 	docker   string
 	logLevel string
 	quick    bool
+	networks int // netcreate's networks of each driver (0: 1000, quick 20)
 	only     map[string]bool
 }
 
@@ -48,6 +49,8 @@ func main() {
 		err = rrServer(os.Args[2:])
 	case "rr-client":
 		err = rrClient(os.Args[2:])
+	case "tcp-probe":
+		err = tcpProbe(os.Args[2:])
 	default:
 		usage()
 		os.Exit(2)
@@ -59,9 +62,9 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, `usage: bench run -weft BIN [-quick] [-only s1,s2] [-out DIR] [-raw FILE]
+	fmt.Fprintln(os.Stderr, `usage: bench run -weft BIN [-quick] [-networks N] [-only s1,s2] [-out DIR] [-raw FILE]
        bench render -raw FILE -out DIR
-       bench rr-server -addr ADDR | rr-client -addr ADDR -duration D
+       bench rr-server -addr ADDR | rr-client -addr ADDR -duration D | tcp-probe -addr ADDR
 sections: `+strings.Join(sections, ", "))
 }
 
@@ -76,6 +79,7 @@ func cmdRun(args []string) error {
 	fs.StringVar(&cfg.weftBin, "weft", "", "weft binary (required)")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "weft's --log-level")
 	fs.BoolVar(&cfg.quick, "quick", false, "smoke run: few iterations")
+	fs.IntVar(&cfg.networks, "networks", 0, fmt.Sprintf("netcreate: networks of each driver, 2 to %d (default 1000; with -quick 20)", maxNetworks))
 	only := fs.String("only", "", "comma-separated sections to run (default: all)")
 	out := fs.String("out", "docs", "directory for benchmarks.md and img/")
 	raw := fs.String("raw", "", "where to write the raw samples as JSON (default: OUT/../ is not used; /tmp/weft-bench-results[-quick].json)")
@@ -85,6 +89,9 @@ func cmdRun(args []string) error {
 	}
 	if cfg.weftBin == "" {
 		return errors.New("-weft BIN is required")
+	}
+	if cfg.networks != 0 && (cfg.networks < 2 || cfg.networks > maxNetworks) {
+		return fmt.Errorf("-networks %d: choose 2 to %d", cfg.networks, maxNetworks)
 	}
 	cfg.only = map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {
