@@ -80,6 +80,9 @@ func testNetworkCreateDelete(t *testing.T, o envOpts) {
 		}
 	}
 
+	// Check reads every rule back from iptables-save as written.
+	e.mustCheck("after creating the network")
+
 	// Reconciling a correct state changes nothing.
 	before := e.snapshot()
 	if err := e.m.Reconcile(e.ctx, []dataplane.Network{n}, nil); err != nil {

@@ -396,6 +396,7 @@ func TestNetnsReconcilePortsAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	withPorts := p.snapshot()
+	p.mustCheck("after publishing")
 	// "Crash": the proxies die with the process, the rules stay.
 	for _, hp := range p.m.ports {
 		_ = hp.proxy.Close()
