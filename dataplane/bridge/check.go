@@ -26,12 +26,7 @@ import (
 func (m *Mode) Check(ctx context.Context) (string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	used := map[fw.Family]bool{}
-	for _, n := range m.nets {
-		for _, fam := range m.families(n) {
-			used[fam] = true
-		}
-	}
+	used := m.usedFamilies()
 	for _, fam := range m.firewallFamilies() {
 		if !used[fam] && !m.baseBuilt[fam] {
 			continue
@@ -138,12 +133,7 @@ var _ dataplane.Checker = (*Mode)(nil)
 func (m *Mode) Repair(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	used := map[fw.Family]bool{}
-	for _, n := range m.nets {
-		for _, fam := range m.families(n) {
-			used[fam] = true
-		}
-	}
+	used := m.usedFamilies()
 	var errs []error
 	for _, fam := range m.firewallFamilies() {
 		if used[fam] {
@@ -200,4 +190,15 @@ func (m *Mode) reattachAll() error {
 		errs = append(errs, m.reattach(n, a.Name))
 	}
 	return errors.Join(errs...)
+}
+
+// usedFamilies are the families the networks m holds need.
+func (m *Mode) usedFamilies() map[fw.Family]bool {
+	used := map[fw.Family]bool{}
+	for _, n := range m.nets {
+		for _, fam := range m.families(n) {
+			used[fam] = true
+		}
+	}
+	return used
 }

@@ -46,8 +46,9 @@ func withIPv6(n *dataplane.Network) {
 }
 
 // newFirewallMode returns a Mode without netlink (for firewall-only tests)
-// over fakes; v6 is nil unless withV6.
-func newFirewallMode(t *testing.T, withV6 bool) (*Mode, *fw.Fake, *fw.Fake) {
+// over fakes, with opts (the rule design unless WithSets); v6 is nil unless
+// withV6.
+func newFirewallMode(t *testing.T, withV6 bool, opts ...Option) (*Mode, *fw.Fake, *fw.Fake) {
 	t.Helper()
 	v4 := fw.NewFake()
 	var v6 *fw.Fake
@@ -56,7 +57,7 @@ func newFirewallMode(t *testing.T, withV6 bool) (*Mode, *fw.Fake, *fw.Fake) {
 		v6 = fw.NewFake()
 		t6 = v6
 	}
-	return New(nil, fw.NewWithTables(nil, v4, t6), nil), v4, v6
+	return New(nil, fw.NewWithTables(nil, v4, t6), nil, opts...), v4, v6
 }
 
 // golden compares got with testdata/name, or rewrites it with -update.

@@ -109,15 +109,9 @@ func (f *fakeSets) dump() string {
 // newSetMode returns a set-design Mode without netlink over fakes.
 func newSetMode(t *testing.T, withV6 bool) (*Mode, *fw.Fake, *fw.Fake, *fakeSets) {
 	t.Helper()
-	v4 := fw.NewFake()
-	var v6 *fw.Fake
-	var t6 fw.Tables
-	if withV6 {
-		v6 = fw.NewFake()
-		t6 = v6
-	}
 	sets := newFakeSets()
-	return New(nil, fw.NewWithTables(nil, v4, t6), nil, WithSets(sets)), v4, v6, sets
+	m, v4, v6 := newFirewallMode(t, withV6, WithSets(sets))
+	return m, v4, v6, sets
 }
 
 // TestSetDesignGolden: the set design's rules are the same whatever the
