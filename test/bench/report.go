@@ -824,8 +824,8 @@ func renderNetCreate(r *report, nc *netcreateResult) error {
 			}
 			if first.Ms > 0 {
 				r.p("At %s ms per run at %d networks against %s ms at %d, that alone predicts about %s ms more per weft create",
-					fmtMs(lastP.Ms), lastP.N, fmtMs(first.Ms), first.N, fmtMs(float64(nc.Execs["weft"])*(lastP.Ms-first.Ms)))
-				r.p("and %s ms more per Docker create at the end of the sweep.", fmtMs(float64(nc.Execs["docker bridge"])*(lastP.Ms-first.Ms)))
+					fmtMs(lastP.Ms), lastP.N, fmtMs(first.Ms), first.N, fmtMs(float64(nc.Execs["weft"])*(lastP.Ms-first.Ms)+0))
+				r.p("and %s ms more per Docker create at the end of the sweep.", fmtMs(float64(nc.Execs["docker bridge"])*(lastP.Ms-first.Ms)+0))
 			}
 			r.p("")
 			eg := &goal{measure: fmt.Sprintf("iptables processes per network create (%d+%d networks)", lastP.N, lastP.N),
