@@ -229,15 +229,23 @@ func (m *Mode) ensureRules(n dataplane.Network, u *undo) error {
 	if m.sets != nil {
 		return m.ensureMembers(n, u)
 	}
+	// One iptables-save and one iptables-restore per family, however many
+	// rules a network has.
 	for _, fam := range m.families(n) {
+		var changes []fw.Change
 		for _, r := range networkRules(n, fam, m.dockerBridges) {
-			added, err := m.ensureRule(fam, r)
-			if err != nil {
-				return err
+			changes = append(changes, fw.Change{Rule: r, Top: atTop(r)})
+		}
+		added, err := m.fw.EnsureRules(fam, changes)
+		if len(added) > 0 {
+			rules := make([]fw.Rule, len(added))
+			for i, c := range added {
+				rules[i] = c.Rule
 			}
-			if added {
-				u.add(func() error { return m.fw.DeleteRule(fam, r) })
-			}
+			u.add(func() error { return m.fw.DeleteRules(fam, rules) })
+		}
+		if err != nil {
+			return err
 		}
 	}
 	return nil
@@ -254,9 +262,7 @@ func (m *Mode) deleteRules(n dataplane.Network) error {
 		if !m.fw.Has(fam) {
 			continue
 		}
-		for _, r := range networkRules(n, fam, m.dockerBridges) {
-			errs = append(errs, m.fw.DeleteRule(fam, r))
-		}
+		errs = append(errs, m.fw.DeleteRules(fam, networkRules(n, fam, m.dockerBridges)))
 	}
 	return errors.Join(errs...)
 }

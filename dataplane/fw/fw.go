@@ -216,7 +216,7 @@ func Open(family Family, binary string) (Tables, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening %s firewall (%s): %w", family, orDefault(binary, family), err)
 	}
-	return savingTables{IPTables: t, save: saveProgram(binary, family)}, nil
+	return savingTables{IPTables: t, save: saveProgram(binary, family), restore: restoreProgram(binary, family)}, nil
 }
 
 func orDefault(binary string, f Family) string {

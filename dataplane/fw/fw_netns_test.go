@@ -37,6 +37,8 @@ func TestNetnsFirewall(t *testing.T) {
 			}
 			exercise(t, f, fw.IPv4, orDefault(bin.v4, "iptables"))
 			exercise(t, f, fw.IPv6, orDefault(bin.v6, "ip6tables"))
+			exerciseBatch(t, f, fw.IPv4)
+			exerciseBatch(t, f, fw.IPv6)
 		})
 	}
 }
@@ -105,6 +107,63 @@ func exercise(t *testing.T, f *fw.Firewall, fam fw.Family, plant string) {
 		t.Fatalf("%s: chain still there (%v)", fam, err)
 	}
 	nstest.Run(t, plant, append([]string{"-D", "FORWARD"}, foreign...)...)
+}
+
+// exerciseBatch adds and deletes rules of two tables in batches (one
+// iptables-save and one iptables-restore each): what is there already is
+// not added again, a top rule goes first, everything reads back as written,
+// and deleting removes every copy.
+func exerciseBatch(t *testing.T, f *fw.Firewall, fam fw.Family) {
+	t.Helper()
+	for _, c := range []struct{ table, chain string }{{fw.Filter, "WEFT-B"}, {fw.NAT, "WEFT-BN"}} {
+		if err := f.EnsureChain(fam, c.table, c.chain); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := fw.Rule{Table: fw.Filter, Chain: "WEFT-B", Spec: []string{"-i", "br1", "-j", "DROP"}}
+	if _, err := f.EnsureRule(fam, first); err != nil {
+		t.Fatal(err)
+	}
+	changes := []fw.Change{
+		{Rule: first},
+		{Rule: fw.Rule{Table: fw.Filter, Chain: "WEFT-B", Spec: append(append([]string{"-o", "br1"}, fw.Comment("weft:0123456789ab")...), "-j", "ACCEPT")}},
+		{Rule: fw.Rule{Table: fw.Filter, Chain: "WEFT-B", Spec: []string{"-i", "br2", "-j", "RETURN"}}, Top: true},
+		{Rule: fw.Rule{Table: fw.NAT, Chain: "WEFT-BN", Spec: []string{"-i", "br1", "-j", "RETURN"}}},
+	}
+	for i, want := range []int{3, 0} {
+		added, err := f.EnsureRules(fam, changes)
+		if err != nil || len(added) != want {
+			t.Fatalf("%s: EnsureRules #%d added %d (%v), want %d", fam, i, len(added), err, want)
+		}
+	}
+	got, err := f.Rules(fam, fw.Filter, "WEFT-B")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]string{changes[2].Spec, first.Spec, changes[1].Spec}
+	if !slices.EqualFunc(got, want, slices.Equal) {
+		t.Fatalf("%s: WEFT-B = %q, want %q", fam, got, want)
+	}
+	if _, err := f.EnsureRules(fam, []fw.Change{{Rule: fw.Rule{Table: fw.Filter, Chain: "WEFT-NOPE", Spec: []string{"-j", "ACCEPT"}}}}); err == nil {
+		t.Fatalf("%s: EnsureRules into a missing chain succeeded", fam)
+	}
+	var rules []fw.Rule
+	for _, c := range changes {
+		rules = append(rules, c.Rule)
+	}
+	for range 2 {
+		if err := f.DeleteRules(fam, rules); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct{ table, chain string }{{fw.Filter, "WEFT-B"}, {fw.NAT, "WEFT-BN"}} {
+		if got, _ := f.Rules(fam, c.table, c.chain); len(got) != 0 {
+			t.Fatalf("%s: %s left after DeleteRules: %q", fam, c.chain, got)
+		}
+		if err := f.DeleteChain(fam, c.table, c.chain); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 func exists(f *fw.Firewall, fam fw.Family, chain string) (bool, error) {

@@ -3,6 +3,7 @@ package fw
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -22,7 +23,7 @@ type Saver interface {
 // savingTables is go-iptables plus the matching iptables-save program.
 type savingTables struct {
 	*iptables.IPTables
-	save string
+	save, restore string
 }
 
 // saveTimeout bounds one iptables-save run: it only reads, and a check that
@@ -140,4 +141,171 @@ func (f *Firewall) Snapshot(family Family, want map[string][]string) (Snapshot, 
 		}
 	}
 	return s, nil
+}
+
+// Restorer is implemented by Tables that can apply a batch of changes in one
+// run of iptables-restore --noflush.
+type Restorer interface {
+	// Restore applies batch (iptables-restore input) without flushing
+	// anything else.
+	Restore(batch string) error
+}
+
+func (t savingTables) Restore(batch string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), saveTimeout)
+	defer cancel()
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, t.restore, "--noflush", "--wait")
+	cmd.Stdin = strings.NewReader(batch)
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("running %s --noflush: %w: %s", t.restore, err, strings.TrimSpace(stderr.String()))
+	}
+	return nil
+}
+
+// restoreProgram is the iptables-restore program that goes with an iptables
+// program (see saveProgram).
+func restoreProgram(binary string, family Family) string {
+	return orDefault(binary, family) + "-restore"
+}
+
+// Change is one rule to add at the end of its chain, insert at its top, or
+// delete.
+type Change struct {
+	Rule
+	// Top inserts the rule at position 1 instead of appending it.
+	Top bool
+}
+
+// EnsureRules adds each of rules its chain does not hold yet (appended, or
+// inserted at the top with Top) and returns those it added. With real
+// iptables that is two processes whatever the number of rules: one
+// iptables-save to see what is there and one iptables-restore --noflush
+// with what is missing. Other Tables get one check and one change per rule.
+// On error, the returned rules are those that may have been added.
+func (f *Firewall) EnsureRules(family Family, rules []Change) ([]Change, error) {
+	t, err := f.t(family)
+	if err != nil {
+		return nil, err
+	}
+	sv, canSave := t.(Saver)
+	rs, canRestore := t.(Restorer)
+	if !canSave || !canRestore {
+		var added []Change
+		for _, c := range rules {
+			var ok bool
+			if c.Top {
+				ok, err = f.EnsureInserted(family, c.Rule)
+			} else {
+				ok, err = f.EnsureRule(family, c.Rule)
+			}
+			if err != nil {
+				return added, err
+			}
+			if ok {
+				added = append(added, c)
+			}
+		}
+		return added, nil
+	}
+	text, err := sv.Save()
+	if err != nil {
+		return nil, fmt.Errorf("reading the %s firewall: %w", family, err)
+	}
+	snap := ParseSave(text)
+	var missing []Change
+	for _, c := range rules {
+		if !snap.Contains(c.Table, c.Chain, c.Spec) && !slicesContainsChange(missing, c) {
+			missing = append(missing, c)
+		}
+	}
+	if len(missing) == 0 {
+		return nil, nil
+	}
+	if err := rs.Restore(batch(missing, false)); err != nil {
+		// The legacy back-end commits table by table: some may be in.
+		return missing, fmt.Errorf("adding %d %s rules: %w", len(missing), family, err)
+	}
+	for _, c := range missing {
+		f.log.Debug("added rule", "family", family, "rule", c.String())
+	}
+	return missing, nil
+}
+
+// DeleteRules removes every copy of each of rules (missing is fine), in one
+// iptables-save and one iptables-restore --noflush with real iptables.
+func (f *Firewall) DeleteRules(family Family, rules []Rule) error {
+	t, err := f.t(family)
+	if err != nil {
+		return err
+	}
+	sv, canSave := t.(Saver)
+	rs, canRestore := t.(Restorer)
+	if !canSave || !canRestore {
+		var errs []error
+		for _, r := range rules {
+			errs = append(errs, f.DeleteRule(family, r))
+		}
+		return errors.Join(errs...)
+	}
+	text, err := sv.Save()
+	if err != nil {
+		return fmt.Errorf("reading the %s firewall: %w", family, err)
+	}
+	snap := ParseSave(text)
+	var present []Change
+	for _, r := range rules {
+		for _, have := range snap[r.Table][r.Chain] {
+			if equal(have, r.Spec) {
+				present = append(present, Change{Rule: r})
+			}
+		}
+	}
+	if len(present) == 0 {
+		return nil
+	}
+	if err := rs.Restore(batch(present, true)); err != nil {
+		return fmt.Errorf("deleting %d %s rules: %w", len(present), family, err)
+	}
+	return nil
+}
+
+func slicesContainsChange(cs []Change, c Change) bool {
+	for _, x := range cs {
+		if x.Table == c.Table && x.Chain == c.Chain && equal(x.Spec, c.Spec) {
+			return true
+		}
+	}
+	return false
+}
+
+// batch renders changes as iptables-restore input, table by table: -A (or
+// -I CHAIN 1 for Top) lines, or -D lines when del is set.
+func batch(changes []Change, del bool) string {
+	var b strings.Builder
+	var tables []string
+	byTable := map[string][]Change{}
+	for _, c := range changes {
+		if _, ok := byTable[c.Table]; !ok {
+			tables = append(tables, c.Table)
+		}
+		byTable[c.Table] = append(byTable[c.Table], c)
+	}
+	for _, table := range tables {
+		b.WriteString("*" + table + "\n")
+		for _, c := range byTable[table] {
+			switch {
+			case del:
+				b.WriteString("-D " + c.Chain)
+			case c.Top:
+				b.WriteString("-I " + c.Chain + " 1")
+			default:
+				b.WriteString("-A " + c.Chain)
+			}
+			b.WriteString(" " + Join(c.Spec) + "\n")
+		}
+		b.WriteString("COMMIT\n")
+	}
+	return b.String()
 }
