@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 
@@ -62,24 +63,7 @@ func (s Snapshot) Has(table, chain string) bool {
 
 // Contains reports whether chain in table holds spec.
 func (s Snapshot) Contains(table, chain string, spec []string) bool {
-	for _, r := range s[table][chain] {
-		if equal(r, spec) {
-			return true
-		}
-	}
-	return false
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
+	return slices.ContainsFunc(s[table][chain], func(r []string) bool { return slices.Equal(r, spec) })
 }
 
 // ParseSave reads iptables-save output.
@@ -216,7 +200,10 @@ func (f *Firewall) EnsureRules(family Family, rules []Change) ([]Change, error) 
 	snap := ParseSave(text)
 	var missing []Change
 	for _, c := range rules {
-		if !snap.Contains(c.Table, c.Chain, c.Spec) && !slicesContainsChange(missing, c) {
+		dup := slices.ContainsFunc(missing, func(x Change) bool {
+			return x.Table == c.Table && x.Chain == c.Chain && slices.Equal(x.Spec, c.Spec)
+		})
+		if !dup && !snap.Contains(c.Table, c.Chain, c.Spec) {
 			missing = append(missing, c)
 		}
 	}
@@ -257,7 +244,7 @@ func (f *Firewall) DeleteRules(family Family, rules []Rule) error {
 	var present []Change
 	for _, r := range rules {
 		for _, have := range snap[r.Table][r.Chain] {
-			if equal(have, r.Spec) {
+			if slices.Equal(have, r.Spec) {
 				present = append(present, Change{Rule: r})
 			}
 		}
@@ -269,15 +256,6 @@ func (f *Firewall) DeleteRules(family Family, rules []Rule) error {
 		return fmt.Errorf("deleting %d %s rules: %w", len(present), family, err)
 	}
 	return nil
-}
-
-func slicesContainsChange(cs []Change, c Change) bool {
-	for _, x := range cs {
-		if x.Table == c.Table && x.Chain == c.Chain && equal(x.Spec, c.Spec) {
-			return true
-		}
-	}
-	return false
 }
 
 // batch renders changes as iptables-restore input, table by table: -A (or

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/weftnet/weft/test/flock"
 )
 
 // machine describes where the run happened, read at run time.
@@ -129,7 +131,7 @@ func neighbours() string {
 	locks, _ := filepath.Glob("/run/weft-e2e*.lock")
 	var running []string
 	for _, l := range locks {
-		if !strings.Contains(filepath.Base(l), ".heavy.") && held(l) {
+		if !strings.Contains(filepath.Base(l), ".heavy.") && flock.Held(l) {
 			running = append(running, l)
 		}
 	}
@@ -137,23 +139,4 @@ func neighbours() string {
 		s += fmt.Sprintf("; %d end-to-end suite run(s) were running (they held %s)", len(running), strings.Join(running, ", "))
 	}
 	return s
-}
-
-// held reports whether some process holds a lock on path (per /proc/locks).
-func held(path string) bool {
-	var st syscall.Stat_t
-	if syscall.Stat(path, &st) != nil {
-		return false
-	}
-	b, err := os.ReadFile("/proc/locks")
-	if err != nil {
-		return false
-	}
-	want := fmt.Sprintf(":%d ", st.Ino)
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.Contains(l+" ", want) {
-			return true
-		}
-	}
-	return false
 }

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/weftnet/weft/test/flock"
 )
 
 // cfg is the suite's configuration, from the environment (package doc).
@@ -146,7 +148,7 @@ func setupSuite() (*os.File, error) {
 	// The directory is removed next: not if a run of another prefix, still
 	// running, has it (a WEFT_E2E_DIR shared by mistake).
 	if b, err := os.ReadFile(filepath.Join(cfg.dir, ".prefix")); err == nil {
-		if other := strings.TrimSpace(string(b)); other != cfg.prefix && prefixRE.MatchString(other) && lockHeld("/run/"+other+".lock") {
+		if other := strings.TrimSpace(string(b)); other != cfg.prefix && prefixRE.MatchString(other) && flock.Held("/run/"+other+".lock") {
 			_ = lock.Close()
 			return nil, fmt.Errorf("WEFT_E2E_DIR=%s is in use by the running e2e run of prefix %s: give this run its own directory", cfg.dir, other)
 		}
@@ -216,32 +218,6 @@ func heavySection() (waited time.Duration, release func()) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-}
-
-// lockHeld reports whether some process holds a lock on path, from
-// /proc/locks (without taking the lock, which would make the run that owns
-// it fail to start at that moment).
-func lockHeld(path string) bool {
-	var st syscall.Stat_t
-	if syscall.Stat(path, &st) != nil {
-		return false
-	}
-	b, err := os.ReadFile("/proc/locks")
-	if err != nil {
-		return false
-	}
-	// Lines like "1: FLOCK  ADVISORY  WRITE 1234 00:1a:5678 0 EOF": the
-	// device (major:minor, hex) and inode.
-	dev := uint64(st.Dev)
-	major := (dev>>8)&0xfff | (dev>>32)&^0xfff
-	minor := dev&0xff | (dev>>12)&^0xff
-	want := fmt.Sprintf("%02x:%02x:%d", major, minor, st.Ino)
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 6 && f[5] == want {
-			return true
-		}
-	}
-	return false
 }
 
 var errNotRoot = errors.New("the e2e tests need root (network namespaces, dockerd)")

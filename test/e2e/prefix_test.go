@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/weftnet/weft/test/flock"
 )
 
 // TestPrefixesNeverOverlap: the prefix rule (defaultPrefix) keeps one run's
@@ -66,19 +68,19 @@ func TestLockHeld(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = f.Close() }()
-	if lockHeld(path) {
+	if flock.Held(path) {
 		t.Fatal("lockHeld: true before the lock was taken")
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
 		t.Fatal(err)
 	}
-	if !lockHeld(path) {
+	if !flock.Held(path) {
 		t.Fatal("lockHeld: false while the lock is held")
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_UN); err != nil {
 		t.Fatal(err)
 	}
-	if lockHeld(path) {
+	if flock.Held(path) {
 		t.Fatal("lockHeld: true after the lock was released")
 	}
 }
