@@ -107,7 +107,7 @@ func start(ctx context.Context, d *plugin.Driver, st plugin.Settings, log *slog.
 	dir, why := st.ResolveStateDir(os.Stat)
 	st.StateDir = dir
 	log.Info("state directory: "+dir, "why", why)
-	db, err := bolt.Open(st.StoreFile())
+	db, err := openStore(ctx, d, st.StoreFile(), log)
 	if err != nil {
 		d.Fail(err)
 		return func() {}, err
@@ -156,6 +156,38 @@ func start(ctx context.Context, d *plugin.Driver, st plugin.Settings, log *slog.
 		ReservationGrace: st.ReservationGrace,
 	}
 	return closeDB, d.Start(ctx, deps)
+}
+
+// openStore opens the state file, retrying until it opens or ctx ends: what
+// keeps it shut (a read-only or full state directory, another weft still
+// holding the file during an upgrade, a damaged file moved aside) is fixed by
+// the operator while weft runs, and weft then starts without being
+// restarted. Meanwhile requests answer with the reason at once.
+func openStore(ctx context.Context, d *plugin.Driver, path string, log *slog.Logger) (*bolt.Store, error) {
+	const first, most = time.Second, 10 * time.Second
+	wait := first
+	var last string
+	for {
+		db, err := bolt.Open(path)
+		if err == nil {
+			if last != "" {
+				log.Info("state file opened; starting", "file", path)
+			}
+			d.Unavailable(nil)
+			return db, nil
+		}
+		if err.Error() != last { // once per distinct reason, not every retry
+			log.Error("cannot open the state file; answering every request with this error and retrying", "err", err)
+			last = err.Error()
+		}
+		d.Unavailable(err)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, most)
+	}
 }
 
 // firewallDesign picks the bridge mode's firewall design from the

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/weftnet/weft/dataplane"
@@ -89,6 +90,10 @@ type Driver struct {
 
 	ready    chan struct{} // closed when Start finished (successfully or not)
 	startErr error         // set before ready is closed
+	// notYet, while ready is open, is why weft cannot start yet (its state
+	// directory is read-only, say): requests answer with it at once instead
+	// of waiting for a start that is being retried (Unavailable).
+	notYet atomic.Pointer[error]
 
 	mu   sync.Mutex // guards everything below and serialises state changes
 	deps Deps
@@ -126,6 +131,19 @@ func (d *Driver) Fail(err error) {
 	close(d.ready)
 }
 
+// Unavailable makes requests answer with err at once until Start runs: for
+// start-up failures the operator can fix while weft keeps trying (a
+// read-only or full state directory), so that weft recovers without a
+// restart. A nil err makes requests wait for Start again.
+func (d *Driver) Unavailable(err error) {
+	if err == nil {
+		d.notYet.Store(nil)
+		return
+	}
+	err = fmt.Errorf("weft cannot start yet, and retries: %w", err)
+	d.notYet.Store(&err)
+}
+
 // Start loads the persisted state, rebuilds IPAM from it and reconciles the
 // kernel with it, then releases the requests that were waiting.
 func (d *Driver) Start(ctx context.Context, deps Deps) error {
@@ -153,6 +171,9 @@ func (d *Driver) wait(ctx context.Context) error {
 	case <-d.ready:
 		return d.startErr
 	default:
+	}
+	if err := d.notYet.Load(); err != nil {
+		return *err
 	}
 	select {
 	case <-d.ready:

@@ -379,6 +379,35 @@ func TestFailedStartAnswersWithTheReason(t *testing.T) {
 	}
 }
 
+// TestUnavailableThenStarted: while start is being retried, requests answer
+// with the reason at once; once Start has run they succeed, with no restart.
+func TestUnavailableThenStarted(t *testing.T) {
+	d, err := NewDriver(testLogger(), ScopeLocal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Unavailable(errors.New("the state directory /x is not writable"))
+	err = d.CreateNetwork(context.Background(), createReq(testNetID, nil))
+	if err == nil || !strings.Contains(err.Error(), "/x is not writable") || !strings.Contains(err.Error(), "retries") {
+		t.Fatalf("request while start is retried: got %v", err)
+	}
+	d.Unavailable(nil) // the store opened: requests wait for Start again
+	done := make(chan error, 1)
+	go func() { done <- d.CreateNetwork(context.Background(), createReq(testNetID, nil)) }()
+	select {
+	case err := <-done:
+		t.Fatalf("request answered before start: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	pools, _ := ipam.ParseDefaultPools(ipam.DefaultPoolsSetting)
+	if err := d.Start(context.Background(), Deps{Store: memstore.New(), IPAM: ipam.New(pools), Modes: map[dataplane.ModeName]dataplane.Mode{dataplane.Bridge: newFakeMode()}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("request after start: %v", err)
+	}
+}
+
 // TestStartForgetsDeadEndpoints: endpoints whose link vanished while weft
 // was down (their container's namespace was destroyed and dockerd never sent
 // DeleteEndpoint) are dropped at start; live ones are kept.

@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -294,12 +295,17 @@ func route[Req any](rt *router, path string, fn func(context.Context, *Req) (any
 		if !ok {
 			return
 		}
+		if len(bytes.TrimSpace(body)) == 0 {
+			// dockerd sends a body with every call registered here; an empty
+			// one is its resend of a call whose connection broke (weft
+			// stopped during it): its client cannot rewind the body.
+			writeError(w, http.StatusBadRequest, fmt.Errorf("%s: the request has no body; dockerd resends a call that way when weft stopped while answering it, and weft did nothing with this one: run the docker command again", path[1:]))
+			return
+		}
 		req := new(Req)
-		if len(body) > 0 { // dockerd sends no body for some calls: the zero request
-			if err := json.Unmarshal(body, req); err != nil {
-				writeError(w, http.StatusBadRequest, fmt.Errorf("%s: malformed JSON request: %w", path[1:], err))
-				return
-			}
+		if err := json.Unmarshal(body, req); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("%s: malformed JSON request: %w", path[1:], err))
+			return
 		}
 		resp, err := fn(r.Context(), req)
 		respond(w, resp, err)

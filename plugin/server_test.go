@@ -325,6 +325,40 @@ func TestOversizedBodies(t *testing.T) {
 	w.ok("/NetworkDriver.GetCapabilities", "")
 }
 
+// TestEmptyBodyIsAResend: every route dockerd sends a body to answers an
+// empty one (dockerd's resend of a call whose connection broke) with an error
+// saying so, and changes nothing.
+func TestEmptyBodyIsAResend(t *testing.T) {
+	st := memstore.New()
+	d, m := startDriver(t, st)
+	_, w := serveOn(t, d, testLogger(), ServerOptions{})
+	before := len(m.calls) // Start's reconcile
+	bodyless := map[string]bool{}
+	for _, p := range bodylessRoutes {
+		bodyless[p] = true
+	}
+	n := 0
+	for path := range newRouter(d, MaxRequestBytes).routes {
+		if bodyless[path] {
+			continue
+		}
+		n++
+		for _, body := range []string{"", " \n"} {
+			status, out := w.post(path, body)
+			msg, _ := out["Err"].(string)
+			if status != http.StatusBadRequest || !strings.Contains(msg, "no body") || !strings.Contains(msg, "run the docker command again") {
+				t.Errorf("%s with body %q: status %d, answer %q; want 400 saying the body is missing", path, body, status, msg)
+			}
+		}
+	}
+	if n < 15 {
+		t.Fatalf("only %d routes with a body found", n)
+	}
+	if recs, _ := st.List(context.Background(), bucketNetworks); len(recs) != 0 || len(m.calls) != before {
+		t.Fatalf("empty bodies changed state: %d network records, mode calls %v", len(recs), m.calls[before:])
+	}
+}
+
 func checkTooLarge(t *testing.T, path string, post func() (int, map[string]any)) {
 	t.Helper()
 	status, out := post()
