@@ -155,7 +155,21 @@ func start(ctx context.Context, d *plugin.Driver, st plugin.Settings, log *slog.
 		Routes:           h,
 		ReservationGrace: st.ReservationGrace,
 	}
-	return closeDB, d.Start(ctx, deps)
+	closeAll := func() {
+		// Kernel work the modes finish after answering (a veth pair's
+		// deletion) is done before weft exits.
+		drainCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for name, mode := range deps.Modes {
+			if dr, ok := mode.(dataplane.Drainer); ok {
+				if err := dr.Drain(drainCtx); err != nil {
+					log.Warn("exiting before the kernel finished; the next start removes what is left", "mode", name, "err", err)
+				}
+			}
+		}
+		closeDB()
+	}
+	return closeAll, d.Start(ctx, deps)
 }
 
 // openStore opens the state file, retrying until it opens or ctx ends: what

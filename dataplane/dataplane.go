@@ -172,6 +172,15 @@ type Checker interface {
 	Repair(ctx context.Context) error
 }
 
+// Drainer is implemented by modes that finish kernel work after answering
+// (bridge mode deletes an endpoint's veth pair behind DeleteEndpoint's
+// answer). weft calls Drain before it exits; tests call it before looking
+// for leftovers.
+type Drainer interface {
+	// Drain waits until that work is done or ctx ends.
+	Drain(ctx context.Context) error
+}
+
 // EndpointState is what the kernel shows of an endpoint's links.
 type EndpointState int
 

@@ -47,11 +47,17 @@ type Mode struct {
 	// nets are the networks this Mode made or reconciled and has not
 	// deleted since: what Check compares the kernel with.
 	nets map[string]dataplane.Network
+	// deleting maps the link names of veth pairs DeleteEndpoint answered
+	// for but the kernel is still deleting (detach.go) to a channel closed
+	// when that is done; background counts those deletions (Drain).
+	deleting   map[string]chan struct{}
+	background sync.WaitGroup
 }
 
 var (
 	_ dataplane.Mode          = (*Mode)(nil)
 	_ dataplane.PortPublisher = (*Mode)(nil)
+	_ dataplane.Drainer       = (*Mode)(nil)
 )
 
 // Option configures New.
@@ -75,6 +81,7 @@ func New(h *nl.Handle, f *fw.Firewall, log *slog.Logger, opts ...Option) *Mode {
 		nl: h, fw: f, log: log.With("mode", string(dataplane.Bridge)), dockerBridges: DefaultDockerBridges(),
 		ports: map[portKey]*hostPort{}, dial: (&net.Dialer{}).DialContext, forwarding: hostForwards,
 		baseBuilt: map[fw.Family]bool{}, nets: map[string]dataplane.Network{},
+		deleting: map[string]chan struct{}{},
 	}
 	m.listen = func(proto dataplane.Proto, host, target netip.AddrPort) (proxy, error) {
 		return listenPort(proto, host, target, m.dial, m.log)
@@ -330,6 +337,9 @@ func (m *Mode) CreateEndpoint(ctx context.Context, n dataplane.Network, ep datap
 		return err
 	}
 	host, cont := VethNames(ep.ID)
+	if err := m.awaitDeletionLocked(ctx, host, cont); err != nil {
+		return fmt.Errorf("endpoint %s: %w", dataplane.ShortID(ep.ID), err)
+	}
 	created, err := m.nl.EnsureVethPair(nl.VethPair{
 		Name: host, PeerName: cont, MTU: mtuOf(n), PeerMAC: ep.MAC,
 		MasterIndex: br.Attrs().Index, Alias: ownerAlias(n.ID),
@@ -351,9 +361,11 @@ func ownedVeth(l netlink.Link) bool {
 		(a.Alias == "" || strings.HasPrefix(a.Alias, dataplane.OwnerAliasPrefix))
 }
 
-// DeleteEndpoint deletes ep's veth pair through whichever end is still in the
-// host namespace; if neither is (the container's namespace died with it),
-// there is nothing to do.
+// DeleteEndpoint takes ep's published ports down and has the kernel delete
+// its veth pair after answering (detach.go): the pair is down and off every
+// container by now, and deleting it is most of a detach's time. If neither
+// end is in the host namespace (the container's namespace died with it),
+// there is nothing to delete.
 func (m *Mode) DeleteEndpoint(ctx context.Context, n dataplane.Network, ep dataplane.Endpoint) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -364,23 +376,7 @@ func (m *Mode) DeleteEndpoint(ctx context.Context, n dataplane.Network, ep datap
 		return fmt.Errorf("endpoint %s: %w", dataplane.ShortID(ep.ID), err)
 	}
 	host, cont := VethNames(ep.ID)
-	for _, name := range []string{host, cont} {
-		l, err := m.nl.LinkByName(name)
-		if errors.Is(err, nl.ErrLinkNotFound) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if !ownedVeth(l) {
-			m.log.Warn("not deleting a link weft did not create", "endpoint", dataplane.ShortID(ep.ID), "link", name, "type", l.Type())
-			continue
-		}
-		if err := m.nl.DeleteLink(l); err != nil {
-			return err
-		}
-	}
-	m.log.Info("endpoint deleted", "network", dataplane.ShortID(n.ID), "endpoint", dataplane.ShortID(ep.ID))
+	m.deleteVethLocked(n, ep, host, cont)
 	return nil
 }
 

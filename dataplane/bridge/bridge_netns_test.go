@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/netip"
@@ -164,6 +165,64 @@ func TestNetnsEndpointCreateDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.assertSame(base, "after deleting a moved endpoint")
+}
+
+// TestNetnsDeleteEndpointFinishesBehind: DeleteEndpoint answers before the
+// kernel has deleted the pair; a CreateEndpoint of the same names right after
+// waits for that deletion and gets a fresh pair; Drain returns only when no
+// deletion is under way, so the links are gone at once after it.
+func TestNetnsDeleteEndpointFinishesBehind(t *testing.T) {
+	e := newEnv(t)
+	n := netSpec(idA, 1)
+	e.mustCreate(n)
+	base := e.snapshot()
+	ep := dataplane.Endpoint{ID: ep1, NetworkID: n.ID, IPv4: netip.MustParsePrefix("10.1.0.5/24")}
+	host, _ := VethNames(ep.ID)
+	for i := range 20 {
+		if err := e.m.CreateEndpoint(e.ctx, n, ep); err != nil {
+			t.Fatalf("round %d: CreateEndpoint right after DeleteEndpoint: %v", i, err)
+		}
+		l, err := e.raw.LinkByName(host)
+		if err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+		if a := l.Attrs(); a.Flags&net.FlagUp == 0 || a.MasterIndex == 0 {
+			t.Fatalf("round %d: the re-created host end is not up on the bridge: up %v master %d", i, a.Flags&net.FlagUp != 0, a.MasterIndex)
+		}
+		if err := e.m.DeleteEndpoint(e.ctx, n, ep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.m.Drain(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if diff := nstest.Diff(base, e.snapshot()); diff != "" {
+		t.Fatalf("after Drain, the namespace still differs:\n%s", diff)
+	}
+	// A CreateEndpoint whose caller gives up while it waits fails cleanly.
+	if err := e.m.CreateEndpoint(e.ctx, n, ep); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.DeleteEndpoint(e.ctx, n, ep); err != nil {
+		t.Fatal(err)
+	}
+	gone, cancel := context.WithCancel(e.ctx)
+	cancel()
+	switch err := e.m.CreateEndpoint(gone, n, ep); {
+	case errors.Is(err, context.Canceled): // it waited, then gave up
+	case err == nil: // the deletion was over already
+		if err := e.m.DeleteEndpoint(e.ctx, n, ep); err != nil {
+			t.Fatal(err)
+		}
+	default:
+		t.Fatalf("CreateEndpoint with its context done while a deletion is under way: %v", err)
+	}
+	if err := e.m.Drain(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if diff := nstest.Diff(base, e.snapshot()); diff != "" {
+		t.Fatalf("at the end, the namespace differs:\n%s", diff)
+	}
 }
 
 func TestNetnsJoinInternalHasNoGateway(t *testing.T) {

@@ -115,7 +115,19 @@ func newEnvWith(t *testing.T, o envOpts) *env {
 		nstest.RequireKernelFeature(t, "ipset", h.IpsetSupported)
 		opts = append(opts, WithSets(h))
 	}
-	return &env{t: t, ns: ns, nl: h, raw: nstest.Netlink(t, ns), fw: f, m: New(h, f, log, opts...), ctx: context.Background(), ipt: v4bin}
+	return &env{t: t, ns: ns, nl: h, raw: nstest.Netlink(t, ns), fw: f, m: drained(t, New(h, f, log, opts...)), ctx: context.Background(), ipt: v4bin}
+}
+
+// drained has m's background veth deletions finish before the test ends
+// (and before the namespace and handle it uses go, whose cleanups were
+// registered earlier and so run later).
+func drained(t *testing.T, m *Mode) *Mode {
+	t.Cleanup(func() {
+		if err := m.Drain(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	return m
 }
 
 // sameDesign are the options that give a new Mode m's firewall design (a

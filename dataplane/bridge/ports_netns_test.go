@@ -404,7 +404,7 @@ func TestNetnsReconcilePortsAfterRestart(t *testing.T) {
 	p.mustFail("loopback while weft is down", nil, "tcp", hp("127.0.0.1", 8080))
 	p.mustGet("outside while weft is down (DNAT)", &p.outside.ns, "tcp", hp(hostUplink4, 8080), "hello "+outsideUplink4)
 
-	m2 := New(p.nl, p.fw, p.m.log, sameDesign(p.m)...)
+	m2 := drained(p.t, New(p.nl, p.fw, p.m.log, sameDesign(p.m)...))
 	m2.dial = p.m.dial
 	if err := m2.Reconcile(p.ctx, []dataplane.Network{n}, []dataplane.Endpoint{ep}); err != nil {
 		t.Fatal(err)

@@ -128,7 +128,7 @@ func TestNetnsMigrationFromRuleDesign(t *testing.T) {
 	eps := []dataplane.Endpoint{{ID: ep1, NetworkID: n.ID}, {ID: ep2, NetworkID: n.ID}, {ID: ep3, NetworkID: other.ID}}
 
 	// Restart under the set design.
-	sets := New(e.nl, e.fw, nil, WithSets(e.nl))
+	sets := drained(t, New(e.nl, e.fw, nil, WithSets(e.nl)))
 	if err := sets.Reconcile(e.ctx, nets, eps); err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestNetnsMigrationFromRuleDesign(t *testing.T) {
 	mustNotReach(t, c1, c3)
 
 	// And back: the rule design's Reconcile removes the set design's jump.
-	rules := New(e.nl, e.fw, nil)
+	rules := drained(t, New(e.nl, e.fw, nil))
 	if err := rules.Reconcile(e.ctx, nets, eps); err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +188,7 @@ func TestNetnsMigrationFromRuleDesign(t *testing.T) {
 // other's away, and both stay intact.
 func TestNetnsTwoInstancesRepairWithoutFighting(t *testing.T) {
 	e := newEnvWith(t, envOpts{sets: true})
-	other := New(e.nl, e.fw, nil, WithSets(e.nl))
+	other := drained(t, New(e.nl, e.fw, nil, WithSets(e.nl)))
 	n1, n2 := netSpec(idA, 1), netSpec(idB, 2)
 	e.mustCreate(n1)
 	if err := other.CreateNetwork(e.ctx, n2); err != nil {
