@@ -128,10 +128,12 @@ func (m *Mode) removeOtherDesign(family fw.Family) error {
 }
 
 // ensureDockerUserHook puts the jump to WEFT-FORWARD first in DOCKER-USER,
-// only when dockerd made that chain: it is Docker's, not weft's. Every network
-// create and every start checks it, so a dockerd that came up after weft is
-// covered from the next weft network on. It reports whether the hook is in
-// place (false: there is no DOCKER-USER).
+// only when dockerd made that chain: it is Docker's, not weft's. buildBase
+// (every start and every repair) puts it there; in the per-network design a
+// network create checks it too; in the set design Check looks for it every
+// few seconds, so a dockerd that came up after weft is covered within
+// seconds without any network work. It reports whether the hook is in place
+// (false: there is no DOCKER-USER).
 func (m *Mode) ensureDockerUserHook(family fw.Family) (bool, error) {
 	hook := dockerUserJump()
 	rules, err := m.fw.Rules(family, hook.Table, hook.Chain)
