@@ -59,10 +59,21 @@ type Op struct {
 	Bucket string
 	Key    string
 	Value  []byte
+	// Lease, if not NoLease, binds a put to a lease granted by a Cluster
+	// store: the record vanishes when the lease expires or is revoked. Every
+	// store in this module is a Cluster and honours it in Apply too; a
+	// delete ignores it.
+	Lease LeaseID
 }
 
 // Put returns an Op that stores value under bucket/key.
 func Put(bucket, key string, value []byte) Op { return Op{Bucket: bucket, Key: key, Value: value} }
+
+// PutLeased returns an Op that stores value under bucket/key for as long as
+// lease lives (see Cluster).
+func PutLeased(bucket, key string, value []byte, lease LeaseID) Op {
+	return Op{Bucket: bucket, Key: key, Value: value, Lease: lease}
+}
 
 // Delete returns an Op that removes bucket/key (a missing key is fine).
 func Delete(bucket, key string) Op { return Op{Bucket: bucket, Key: key} }
@@ -71,10 +82,12 @@ func Delete(bucket, key string) Op { return Op{Bucket: bucket, Key: key} }
 // documentation states the full contract; store/storetest checks it.
 type Store interface {
 	// Apply performs all ops atomically and returns only once they are
-	// durable (synced to disk, or committed by the cluster).
+	// durable (synced to disk, or committed by the cluster). On etcd that
+	// holds for up to MaxTxnKeys distinct keys; a bigger Apply is committed
+	// in parts (see the package documentation).
 	//
 	// Ops run in order (a later op on the same key wins); a failed Apply
-	// changes nothing. Applying no ops does nothing. A context already done
+	// changes nothing (but see ErrIncomplete). Applying no ops does nothing. A context already done
 	// makes Apply fail without writing.
 	Apply(ctx context.Context, ops ...Op) error
 	// Get returns the value of bucket/key and whether it exists.

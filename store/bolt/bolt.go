@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -15,6 +16,7 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/weftnet/weft/store"
+	"github.com/weftnet/weft/store/internal/local"
 )
 
 // FileName is the state file's name inside WEFT_STATE_DIR.
@@ -32,14 +34,19 @@ const (
 // schemaKey is the key of the schema version in store.MetaBucket.
 const schemaKey = "schema"
 
-// Store is a store.Store in one bbolt file. It is safe for concurrent use.
+// Store is a store.Cluster in one bbolt file. It is safe for concurrent use.
 type Store struct {
 	db     *bbolt.DB
 	path   string
 	closed atomic.Bool
+	// wmu orders writers so that their events reach the watch hub in
+	// revision order; bbolt serialises them anyway.
+	wmu    sync.Mutex
+	hub    *local.Hub
+	leases *local.Leases
 }
 
-var _ store.Store = (*Store)(nil)
+var _ store.Cluster = (*Store)(nil)
 
 // Open opens the state file at path, creating it (mode 0600) and its parent
 // directory (mode 0700) if needed. A new file is stamped with
@@ -74,6 +81,13 @@ func Open(path string) (*Store, error) {
 		_ = db.Close() // the schema error is the one to report
 		return nil, err
 	}
+	rev, err := s.prepareRevisions()
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	s.hub = local.NewHub(rev, HistoryKeep)
+	s.leases = local.NewLeases(s.expire)
 	return s, nil
 }
 
@@ -135,10 +149,10 @@ func (s *Store) checkSchema() error {
 }
 
 // Apply writes ops in one bbolt transaction, synced to disk before it
-// returns. A put creates its bucket if needed; a delete of a missing key or
-// bucket is not an error. A context that is done before the transaction
-// starts (including while waiting for another writer) fails Apply with
-// nothing written.
+// returns, as one store revision. A put creates its bucket if needed; a
+// delete of a missing key or bucket is not an error. A context that is done
+// before the transaction starts (including while waiting for another
+// writer) fails Apply with nothing written.
 func (s *Store) Apply(ctx context.Context, ops ...store.Op) error {
 	if err := s.check(ctx); err != nil {
 		return s.wrap("saving state to", err)
@@ -149,41 +163,8 @@ func (s *Store) Apply(ctx context.Context, ops ...store.Op) error {
 	if len(ops) == 0 {
 		return nil
 	}
-	err := s.db.Update(func(tx *bbolt.Tx) error {
-		// Writers queue for bbolt's single write lock; do not start a write
-		// the caller has given up on.
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		for _, op := range ops {
-			if err := applyOp(tx, op); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	_, err := s.write(ctx, nil, ops)
 	return s.wrap("saving state to", err)
-}
-
-func applyOp(tx *bbolt.Tx, op store.Op) error {
-	if op.Value == nil {
-		b := tx.Bucket([]byte(op.Bucket))
-		if b == nil {
-			return nil
-		}
-		if err := b.Delete([]byte(op.Key)); err != nil {
-			return fmt.Errorf("deleting %s/%s: %w", op.Bucket, op.Key, err)
-		}
-		return nil
-	}
-	b, err := tx.CreateBucketIfNotExists([]byte(op.Bucket))
-	if err != nil {
-		return fmt.Errorf("creating bucket %s: %w", op.Bucket, err)
-	}
-	if err := b.Put([]byte(op.Key), op.Value); err != nil {
-		return fmt.Errorf("writing %s/%s: %w", op.Bucket, op.Key, err)
-	}
-	return nil
 }
 
 // Get returns a copy of the value of bucket/key.
@@ -243,12 +224,20 @@ func (s *Store) List(ctx context.Context, bucket string) (map[string][]byte, err
 	return out, nil
 }
 
-// Close waits for running transactions, then closes the file and releases
+// Close waits for running transactions, deletes the records bound to
+// leases, ends watches (store.ErrClosed), then closes the file and releases
 // its lock. Calling it again does nothing.
 func (s *Store) Close() error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	// Leases live in this process only, so they end with it: delete
+	// their records now (Open deletes them too, after a crash).
+	s.leases.Close()
+	s.hub.Close()
+	s.wmu.Lock()
+	_ = s.db.Update(func(tx *bbolt.Tx) error { _, _, err := dropLeased(tx, store.NoLease); return err })
+	s.wmu.Unlock()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("closing state file %s: %w", s.path, err)
 	}

@@ -38,8 +38,8 @@ func mustOpen(t *testing.T, path string) *Store {
 }
 
 func TestConformance(t *testing.T) {
-	storetest.Suite{
-		Open: func(t *testing.T) store.Store {
+	storetest.ClusterSuite{
+		Open: func(t *testing.T) store.Cluster {
 			s, err := Open(tempPath(t))
 			if err != nil {
 				t.Fatalf("Open: %v", err)

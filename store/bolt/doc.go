@@ -13,6 +13,19 @@
 // file that is not weft's, so weft never rewrites state it does not
 // understand.
 //
+// Cluster contract on one host: Store also implements store.Cluster, so
+// code written for a shared store runs, and is tested, on bbolt too. The
+// store revision and each key's mod revision and lease are kept in the meta
+// bucket (meta/rev, meta/revs/<bucket>/<key>), written in the same
+// transaction as the records, so revisions survive a restart; a file from
+// before they existed opens with its records at revision 1. Watches and
+// leases are in-process: the watch history starts at Open (a watch from an
+// earlier revision gets store.ErrCompacted) and keeps the last HistoryKeep
+// changes; leases end when the store is closed or its process dies, and
+// their records are deleted then (at Close, or at the next Open after a
+// crash). An older weft that writes the file ignores the revision records,
+// which would then be stale; versions do not go backwards in practice.
+//
 // One process at a time: bbolt takes an exclusive flock on the file. A second
 // weft pointed at the same state directory gets a clear error after
 // LockTimeout instead of hanging. The lock belongs to the open file, so a

@@ -2,7 +2,9 @@ package memstore_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/weftnet/weft/store"
 	"github.com/weftnet/weft/store/memstore"
@@ -10,11 +12,11 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(*testing.T) store.Store { return memstore.New() })
+	storetest.ClusterSuite{Open: func(*testing.T) store.Cluster { return memstore.New() }}.Run(t)
 }
 
 func TestZeroValue(t *testing.T) {
-	storetest.Run(t, func(*testing.T) store.Store { return &memstore.Store{} })
+	storetest.ClusterSuite{Open: func(*testing.T) store.Cluster { return &memstore.Store{} }}.Run(t)
 }
 
 func TestFailNext(t *testing.T) {
@@ -81,5 +83,55 @@ func TestOwnChecksBeatInjectedFailure(t *testing.T) {
 	}
 	if err := s.Apply(t.Context()); err == nil || errors.Is(err, store.ErrInvalid) {
 		t.Fatalf("the queued failure was not kept for the next Apply: err = %v", err)
+	}
+}
+
+func TestExpireLeaseAndHistoryKeep(t *testing.T) {
+	s := memstore.New()
+	defer s.Close()
+	ctx := t.Context()
+	id, err := s.Grant(ctx, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(ctx, store.PutLeased("hosts", "me", []byte("x"), id)); err != nil {
+		t.Fatal(err)
+	}
+	s.ExpireLease(id)
+	if _, ok, _ := s.Get(ctx, "hosts", "me"); ok {
+		t.Fatal("a record outlived its expired lease")
+	}
+	if err := s.KeepAlive(ctx, id); !errors.Is(err, store.ErrNoLease) {
+		t.Fatalf("KeepAlive of an expired lease: %v", err)
+	}
+
+	// The history keeps HistoryKeep changes: a watch from the first
+	// revision is compacted once more were written.
+	_, rev0, _ := s.ListItems(ctx, "b")
+	for i := range memstore.HistoryKeep + 1 {
+		if err := s.Apply(ctx, store.Put("b", "k", fmt.Appendf(nil, "%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp := <-s.Watch(ctx, "b", rev0+1)
+	if !errors.Is(resp.Err, store.ErrCompacted) {
+		t.Fatalf("watch from before the kept history: %+v, want store.ErrCompacted", resp)
+	}
+}
+
+func TestFailNextCoversTxnAndCreate(t *testing.T) {
+	s := memstore.New()
+	ctx := t.Context()
+	errDisk := errors.New("disk on fire")
+	s.FailNext(errDisk)
+	s.FailNext(errDisk)
+	if _, err := s.Txn(ctx, nil, store.Put("b", "k", []byte("1"))); err != errDisk { //nolint:errorlint // must be returned unchanged
+		t.Fatalf("Txn: err = %v, want %v", err, errDisk)
+	}
+	if _, err := s.Create(ctx, store.Put("b", "k", []byte("1"))); !errors.Is(err, errDisk) {
+		t.Fatalf("Create: err = %v, want %v", err, errDisk)
+	}
+	if _, err := s.Create(ctx, store.Put("b", "k", []byte("1"))); err != nil {
+		t.Fatal(err)
 	}
 }

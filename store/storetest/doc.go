@@ -14,5 +14,13 @@
 //
 //	storetest.Suite{Open: open, Reopen: reopen}.Run(t)
 //
+// A store.Cluster runs ClusterSuite instead, which runs Suite on the same
+// stores and then the cluster subtests (revisions, create-only races,
+// compare-on-revision, watch resume and compaction, lease expiry and
+// revocation, large batches, cancelled contexts); its stores must also
+// implement Compactor:
+//
+//	storetest.ClusterSuite{Open: open}.Run(t)
+//
 // The suite uses only the standard library's testing package.
 package storetest
