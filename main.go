@@ -83,10 +83,9 @@ func serve(args []string) int {
 		log.Error("start-up failed; answering every request with this error", "err", err)
 	}
 	defer closeDeps()
-	sweeping, repairing := make(chan struct{}), make(chan struct{})
-	go func() { defer close(sweeping); driver.RunReservationSweeper(ctx) }()
-	go func() { defer close(repairing); driver.RunRepairer(ctx) }()
-	defer func() { stop(); <-sweeping; <-repairing }() // stop ends both whatever ended serving
+	background := make(chan struct{})
+	go func() { defer close(background); driver.Run(ctx) }()
+	defer func() { stop(); <-background }() // stop ends it whatever ended serving
 
 	select {
 	case <-ctx.Done():

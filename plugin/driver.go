@@ -100,8 +100,10 @@ type Driver struct {
 	nets map[string]*networkRecord
 	eps  map[string]*endpointRecord
 	// detached lists endpoints found detached from any container at start,
-	// to be removed after Deps.DetachedGrace unless Docker joins them.
-	detached map[string]bool
+	// to be removed at detachedDue (Deps.DetachedGrace after start) unless
+	// Docker joins them.
+	detached    map[string]bool
+	detachedDue time.Time
 	// pending maps each unclaimed IPAM reservation (a pool ID or an
 	// addressKey) to when it was made (reservations.go).
 	pending map[string]time.Time
@@ -129,6 +131,23 @@ func NewDriver(log *slog.Logger, scope string) (*Driver, error) {
 func (d *Driver) Fail(err error) {
 	d.startErr = fmt.Errorf("weft could not start: %w", err)
 	close(d.ready)
+}
+
+// Run does the driver's background work until ctx ends, and returns once
+// all of it has stopped: releasing reservations nobody claimed
+// (RunReservationSweeper), repairing kernel state others removed
+// (RunRepairer), and removing endpoints found detached at start once their
+// grace period is over. Each waits for Start first.
+func (d *Driver) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, work := range []func(context.Context){d.RunReservationSweeper, d.RunRepairer, d.runDetachedCleanup} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			work(ctx)
+		}()
+	}
+	wg.Wait()
 }
 
 // Unavailable makes requests answer with err at once until Start runs: for

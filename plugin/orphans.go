@@ -85,13 +85,36 @@ func (d *Driver) collectOrphansLocked(ctx context.Context) error {
 			grace = defaultDetachedGrace
 		}
 		d.log.Info("endpoints are detached from any container; removing them unless Docker joins them", "count", len(d.detached), "after", grace)
-		time.AfterFunc(grace, func() {
-			d.mu.Lock()
-			defer d.mu.Unlock()
-			d.removeDetachedLocked(context.Background())
-		})
+		d.detachedDue = time.Now().Add(grace)
 	}
 	return errors.Join(errs...)
+}
+
+// runDetachedCleanup removes, once their grace period is over, the endpoints
+// Start found detached (removeDetachedLocked); it returns at once if there
+// were none, or when ctx ends first.
+func (d *Driver) runDetachedCleanup(ctx context.Context) {
+	if err := d.wait(ctx); err != nil {
+		return
+	}
+	d.mu.Lock()
+	due, pending := d.detachedDue, len(d.detached)
+	d.mu.Unlock()
+	if pending == 0 {
+		return
+	}
+	t := time.NewTimer(time.Until(due))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return
+	case <-t.C:
+	}
+	ctx, cancel := detach(ctx) // once started, the removal finishes
+	defer cancel()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.removeDetachedLocked(ctx)
 }
 
 // endpointStateLocked asks ep's mode where its links are; a mode that cannot

@@ -158,6 +158,10 @@ func TestDetachedEndpointsRemovedAfterGrace(t *testing.T) {
 	}
 	const grace = 200 * time.Millisecond
 	d := startPublishingWith(t, w.st, m, grace)
+	runCtx, stop := context.WithCancel(ctx)
+	ran := make(chan struct{})
+	go func() { defer close(ran); d.Run(runCtx) }()
+	t.Cleanup(func() { stop(); <-ran })
 	if !w.stored(t, bucketEndpoints, testEpID) || !w.allocated(d, testEpID) {
 		t.Fatal("a detached endpoint was removed before the grace period ended")
 	}
@@ -195,5 +199,27 @@ func TestDetachedEndpointsRemovedAfterGrace(t *testing.T) {
 	}
 	if !w.stored(t, bucketEndpoints, testEpID2) || !w.allocated(d, testEpID2) {
 		t.Error("an endpoint Docker joined after the restart was removed")
+	}
+}
+
+// TestRunStopsWithItsContext: Run returns once its context ends, with the
+// detached endpoints' removal still waiting for its grace period not done.
+func TestRunStopsWithItsContext(t *testing.T) {
+	w := newOrphanWorld(t)
+	m := newFakePublisher()
+	m.detached[testEpID] = true
+	d := startPublishingWith(t, w.st, m, time.Hour)
+	ctx, stop := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { defer close(ran); d.Run(ctx) }()
+	time.Sleep(50 * time.Millisecond) // let every piece of work start waiting
+	stop()
+	select {
+	case <-ran:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+	if !w.stored(t, bucketEndpoints, testEpID) {
+		t.Error("a detached endpoint was removed before its grace period ended")
 	}
 }
