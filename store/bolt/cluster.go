@@ -14,8 +14,9 @@ import (
 	"github.com/weftnet/weft/store/internal/local"
 )
 
-// HistoryKeep is how many changes a Store keeps in memory for watches
-// before it compacts the oldest, as an etcd with auto-compaction would.
+// HistoryKeep is how many changes a Store keeps in memory for watches at
+// least; it compacts the oldest (down to HistoryKeep) once it holds twice as
+// many, as an etcd with auto-compaction would.
 const HistoryKeep = 10000
 
 // The revision records, in store.MetaBucket next to the schema version:

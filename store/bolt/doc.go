@@ -20,8 +20,8 @@
 // transaction as the records, so revisions survive a restart; a file from
 // before they existed opens with its records at revision 1. Watches and
 // leases are in-process: the watch history starts at Open (a watch from an
-// earlier revision gets store.ErrCompacted) and keeps the last HistoryKeep
-// changes; leases end when the store is closed or its process dies, and
+// earlier revision gets store.ErrCompacted) and keeps at least the last
+// HistoryKeep changes; leases end when the store is closed or its process dies, and
 // their records are deleted then (at Close, or at the next Open after a
 // crash). An older weft that writes the file ignores the revision records,
 // which would then be stale; versions do not go backwards in practice.

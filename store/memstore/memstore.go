@@ -13,8 +13,9 @@ import (
 	"github.com/weftnet/weft/store/internal/local"
 )
 
-// HistoryKeep is how many changes a Store keeps for watches before it
-// compacts the oldest, as an etcd with auto-compaction would.
+// HistoryKeep is how many changes a Store keeps at least for watches; it
+// compacts the oldest (down to HistoryKeep) once it holds twice as many, as
+// an etcd with auto-compaction would.
 const HistoryKeep = 10000
 
 // Store is an in-memory store.Cluster. The zero value is an empty store

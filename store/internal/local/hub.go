@@ -38,7 +38,8 @@ type Hub struct {
 }
 
 // NewHub returns a hub whose history starts after revision rev (the store's
-// revision when it was opened) and keeps about keep changes.
+// revision when it was opened) and keeps at least the last keep changes
+// (and at most twice as many).
 func NewHub(rev int64, keep int) *Hub {
 	return &Hub{compacted: rev, last: rev, keep: keep, notify: make(chan struct{})}
 }
@@ -54,7 +55,10 @@ func (h *Hub) Publish(rev int64, changes []Change) {
 	}
 	h.last = rev
 	h.log = append(h.log, changes...)
-	if h.keep > 0 && len(h.log) > h.keep {
+	// Compacting copies what is kept, so it waits until the history holds
+	// twice the changes to keep: each write then pays O(1) on average, not
+	// a copy of the whole history once it is full.
+	if h.keep > 0 && len(h.log) > 2*h.keep {
 		h.compactLocked(h.log[len(h.log)-h.keep-1].Event.ModRev)
 	}
 	close(h.notify)
