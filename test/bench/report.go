@@ -4,6 +4,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -684,6 +685,7 @@ func renderNetCreate(r *report, nc *netcreateResult) error {
 		r.p("| %s | %s | %s | %.2f | %s |", v.name, strings.Join(cells, " | "), g.fmt("x"), f.Slope*100, fmtMs(median(nc.Remove[v.name])))
 	}
 	r.p("")
+	renderWeftCalls(r, nc, points, win)
 	if nc.RemoveRest > 0 {
 		r.p("`network rm` is timed for the first %d networks of each driver, one at a time with all the others", len(nc.Remove["weft"]))
 		r.p("in place; the other %d networks were removed %d commands at a time, 10 networks per command, in %s.",
@@ -895,6 +897,82 @@ func renderNetCreate(r *report, nc *netcreateResult) error {
 }
 
 // renderRepair: weft's repair after a flush (repair.go).
+// renderWeftCalls splits weft's `docker network create` time into weft's
+// own (its handlers, from its debug request log) and the rest (the CLI,
+// dockerd, the API round trips), at the same networks as the main table:
+// the part of the growth weft can do something about.
+func renderWeftCalls(r *report, nc *netcreateResult, points []int, win func([]float64, int) []float64) {
+	if len(nc.WeftCalls) == 0 {
+		if nc.WeftCallsNote != "" {
+			r.p("*weft's own time per create: not measured (%s).*", nc.WeftCallsNote)
+			r.p("")
+		}
+		return
+	}
+	total := make([]float64, len(nc.WeftCalls))
+	paths := map[string]bool{}
+	for i, c := range nc.WeftCalls {
+		total[i] = weftCallTotal(c)
+		for p := range c {
+			paths[p] = true
+		}
+	}
+	// The calls every create makes, in the order dockerd makes them.
+	order := []string{"IpamDriver.RequestPool", "IpamDriver.RequestAddress", "NetworkDriver.GwAllocCheck", "NetworkDriver.CreateNetwork"}
+	var calls []string
+	for _, p := range order {
+		if paths[p] {
+			calls = append(calls, p)
+		}
+	}
+	for _, p := range slices.Sorted(maps.Keys(paths)) {
+		if !slices.Contains(order, p) {
+			calls = append(calls, p)
+		}
+	}
+	per := func(path string) []float64 {
+		x := make([]float64, len(nc.WeftCalls))
+		for i, c := range nc.WeftCalls {
+			x[i] = c[path] // 0: not called for this create
+		}
+		return x
+	}
+	cli := nc.Create["weft"]
+	r.p("**weft's own time.** The same weft creates, split into the time weft's handlers took (the sum of")
+	r.p("`took=` in weft's debug request log over the calls dockerd made for the create) and the rest, which")
+	r.p("is the docker CLI, dockerd and the round trips between them: the part of the growth weft controls.")
+	r.p("")
+	r.p("| | %s | %s / 1st |", strings.Join(mapInts(points, func(k int) string { return fmt.Sprintf("%s network, ms", ordinal(k)) }), " | "), ordinal(points[len(points)-1]))
+	r.p("|---|%s---|", strings.Repeat("---|", len(points)))
+	row := func(name string, x []float64) {
+		var cells []string
+		for _, k := range points {
+			wx := win(x, k)
+			cells = append(cells, fmtEst(bootstrap(len(wx), func(idx []int) float64 { return median(pick(wx, idx)) })))
+		}
+		g := bootstrap2(win(x, 1), win(x, points[len(points)-1]), func(a, b []float64) float64 { return median(b) / median(a) })
+		r.p("| %s | %s | %s |", name, strings.Join(cells, " | "), g.fmt("x"))
+	}
+	row("`docker network create` (CLI wall time)", cli)
+	row("weft's handlers, all calls", total)
+	for _, p := range calls {
+		row("&nbsp;&nbsp;"+p, per(p))
+	}
+	rest := make([]float64, min(len(cli), len(total)))
+	for i := range rest {
+		rest[i] = cli[i] - total[i]
+	}
+	row("the rest (CLI, dockerd, round trips)", rest)
+	r.p("")
+	first, last := points[0], points[len(points)-1]
+	dCLI := median(win(cli, last)) - median(win(cli, first))
+	dWeft := median(win(total, last)) - median(win(total, first))
+	r.p("From the 1st to the %s network the create's median grows by %s ms, of which weft's handlers account", ordinal(last), fmtMs(dCLI))
+	r.p("for %s ms; weft's share of the create is %.0f%% at the 1st network and %.0f%% at the %s.",
+		fmtMs(dWeft), 100*median(win(total, first))/median(win(cli, first)), 100*median(win(total, last))/median(win(cli, last)), ordinal(last))
+	r.p("")
+}
+
 func renderRepair(r *report, nc *netcreateResult) {
 	if len(nc.Repair) == 0 {
 		if nc.RepairNote != "" {
