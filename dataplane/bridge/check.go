@@ -9,6 +9,7 @@ import (
 
 	"github.com/weftnet/weft/dataplane"
 	"github.com/weftnet/weft/dataplane/fw"
+	"github.com/weftnet/weft/dataplane/nl"
 )
 
 // Check compares the kernel with what m made and returns what it found
@@ -23,26 +24,113 @@ import (
 // A firewall reload, an "iptables -F" of weft's chains or of a whole table,
 // an "ipset flush" and an "ip link set group" all show here; the caller
 // then runs Reconcile (and ReconcilePorts) to put things back.
+//
+// The kernel is read without holding m's lock, so that the dumps (tens of
+// milliseconds on a host with many rules) never hold up a network or
+// endpoint create. What was read may then predate a change made meanwhile;
+// so when the comparison finds something missing, Check reads again under
+// the lock and decides on that.
 func (m *Mode) Check(ctx context.Context) (string, error) {
 	m.mu.Lock()
+	fams := m.checkedFamilies()
+	m.mu.Unlock()
+	k, err := m.readKernel(ctx, fams)
+	if err != nil {
+		return "", err
+	}
+	m.mu.Lock()
 	defer m.mu.Unlock()
+	if why := m.compareKernel(k); why == "" {
+		return "", nil
+	}
+	k, err = m.readKernel(ctx, m.checkedFamilies())
+	if err != nil {
+		return "", err
+	}
+	return m.compareKernel(k), nil
+}
+
+// checkedFamilies are the families whose base is built or should be: the
+// ones Check looks at. m.mu is held.
+func (m *Mode) checkedFamilies() []fw.Family {
 	used := m.usedFamilies()
+	var fams []fw.Family
 	for _, fam := range m.firewallFamilies() {
-		if !used[fam] && !m.baseBuilt[fam] {
-			continue
+		if used[fam] || m.baseBuilt[fam] {
+			fams = append(fams, fam)
 		}
+	}
+	return fams
+}
+
+// kernelView is what Check reads from the kernel.
+type kernelView struct {
+	fams  []fw.Family
+	snaps map[fw.Family]fw.Snapshot
+	// members maps each weft ipset to its members; a set missing from
+	// the kernel is absent from the map (set design only).
+	members map[string]map[nl.SetMember]bool
+	// groups maps link names to device groups (set design only).
+	groups map[string]uint32
+}
+
+// readKernel dumps the tables of fams (one iptables-save each), weft's
+// ipsets and the links. It reads only fields of m that never change after
+// New (the design and the firewall), so it runs without m.mu.
+func (m *Mode) readKernel(ctx context.Context, fams []fw.Family) (kernelView, error) {
+	k := kernelView{fams: fams, snaps: map[fw.Family]fw.Snapshot{}}
+	for _, fam := range fams {
 		if err := ctx.Err(); err != nil {
-			return "", err
-		}
-		if !m.baseBuilt[fam] {
-			return fmt.Sprintf("%s: weft's base rules are not in place", fam), nil
+			return k, err
 		}
 		snap, err := m.fw.Snapshot(fam, m.checkedChains(fam))
 		if err != nil {
-			return "", err
+			return k, err
 		}
+		k.snaps[fam] = snap
+	}
+	if m.sets == nil {
+		return k, nil
+	}
+	k.members = map[string]map[nl.SetMember]bool{}
+	for _, fam := range fams {
+		for _, set := range []string{netSet(fam), masqSet(fam)} {
+			ms, err := m.sets.SetMembers(set)
+			if errors.Is(err, nl.ErrSetNotFound) {
+				continue
+			}
+			if err != nil {
+				return k, err
+			}
+			k.members[set] = map[nl.SetMember]bool{}
+			for _, mem := range ms {
+				k.members[set][mem] = true
+			}
+		}
+	}
+	if m.nl != nil {
+		links, err := m.nl.LinkList()
+		if err != nil {
+			return k, err
+		}
+		k.groups = map[string]uint32{}
+		for _, l := range links {
+			k.groups[l.Attrs().Name] = l.Attrs().Group
+		}
+	}
+	return k, nil
+}
+
+// compareKernel names the first thing m made that k lacks, or "". m.mu is
+// held.
+func (m *Mode) compareKernel(k kernelView) string {
+	for _, fam := range k.fams {
+		if !m.baseBuilt[fam] {
+			return fmt.Sprintf("%s: weft's base rules are not in place", fam)
+		}
+		snap := k.snaps[fam]
 		if why := m.baseMissing(fam, snap); why != "" {
-			return fmt.Sprintf("%s: %s", fam, why), nil
+			return fmt.Sprintf("%s: %s", fam, why)
 		}
 		for _, n := range m.nets {
 			if !slices.Contains(m.families(n), fam) {
@@ -50,7 +138,7 @@ func (m *Mode) Check(ctx context.Context) (string, error) {
 			}
 			for _, r := range m.rulesOf(n, fam) {
 				if !snap.Contains(r.Table, r.Chain, r.Spec) {
-					return fmt.Sprintf("%s: rule missing: %s", fam, r), nil
+					return fmt.Sprintf("%s: rule missing: %s", fam, r)
 				}
 			}
 		}
@@ -61,21 +149,20 @@ func (m *Mode) Check(ctx context.Context) (string, error) {
 			}
 			for _, r := range portRules(n, hp.port, m.forwarding(fam)) {
 				if !snap.Contains(r.Table, r.Chain, r.Spec) {
-					return fmt.Sprintf("%s: published port's rule missing: %s", fam, r), nil
+					return fmt.Sprintf("%s: published port's rule missing: %s", fam, r)
 				}
 			}
 		}
 		if m.sets != nil {
-			why, err := m.missingMembers(fam)
-			if err != nil || why != "" {
-				return why, err
+			if why := m.missingMembers(fam, k.members); why != "" {
+				return why
 			}
 		}
 	}
 	if m.sets != nil {
-		return m.wrongGroup()
+		return m.wrongGroup(k.groups)
 	}
-	return "", nil
+	return ""
 }
 
 // baseMissing names the first piece of family's base that snap lacks, or "".

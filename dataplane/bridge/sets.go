@@ -320,21 +320,13 @@ func (m *Mode) destroySets(family fw.Family) error {
 	return errors.Join(m.sets.DestroySet(netSet(family)), m.sets.DestroySet(masqSet(family)))
 }
 
-// missingMembers names the first member of a known network missing from
-// family's sets, or "".
-func (m *Mode) missingMembers(family fw.Family) (string, error) {
-	have := map[string]map[nl.SetMember]bool{}
+// missingMembers names the first member a known network of family needs
+// that have (each weft set's members, as read; a set not in the map is
+// missing) lacks, or "".
+func (m *Mode) missingMembers(family fw.Family, have map[string]map[nl.SetMember]bool) string {
 	for _, set := range []string{netSet(family), masqSet(family)} {
-		ms, err := m.sets.SetMembers(set)
-		if errors.Is(err, nl.ErrSetNotFound) {
-			return "ipset " + set + " is missing", nil
-		}
-		if err != nil {
-			return "", err
-		}
-		have[set] = map[nl.SetMember]bool{}
-		for _, mem := range ms {
-			have[set][mem] = true
+		if _, ok := have[set]; !ok {
+			return "ipset " + set + " is missing"
 		}
 	}
 	for _, n := range m.nets {
@@ -344,42 +336,35 @@ func (m *Mode) missingMembers(family fw.Family) (string, error) {
 		nets, masq := members(n, family)
 		for _, mem := range nets {
 			if !have[netSet(family)][mem] {
-				return fmt.Sprintf("ipset %s lacks %s", netSet(family), mem), nil
+				return fmt.Sprintf("ipset %s lacks %s", netSet(family), mem)
 			}
 		}
 		for _, mem := range masq {
 			if !have[masqSet(family)][mem] {
-				return fmt.Sprintf("ipset %s lacks %s", masqSet(family), mem), nil
+				return fmt.Sprintf("ipset %s lacks %s", masqSet(family), mem)
 			}
 		}
 	}
-	return "", nil
+	return ""
 }
 
-// wrongGroup names the first known network whose bridge lacks its device
-// group, or "".
-func (m *Mode) wrongGroup() (string, error) {
-	if m.nl == nil || len(m.nets) == 0 {
-		return "", nil
-	}
-	links, err := m.nl.LinkList()
-	if err != nil {
-		return "", err
-	}
-	groups := map[string]uint32{}
-	for _, l := range links {
-		groups[l.Attrs().Name] = l.Attrs().Group
+// wrongGroup names the first known network whose bridge is missing from
+// groups (link name → device group, as read) or lacks its device group, or
+// "". A nil groups (no netlink handle to read them with) checks nothing.
+func (m *Mode) wrongGroup(groups map[string]uint32) string {
+	if groups == nil {
+		return ""
 	}
 	for _, n := range m.nets {
 		g, ok := groups[bridgeName(n)]
 		if !ok {
-			return fmt.Sprintf("bridge %s is missing", bridgeName(n)), nil
+			return fmt.Sprintf("bridge %s is missing", bridgeName(n))
 		}
 		if g != bridgeGroup(n) {
-			return fmt.Sprintf("bridge %s has device group 0x%x, not 0x%x", bridgeName(n), g, bridgeGroup(n)), nil
+			return fmt.Sprintf("bridge %s has device group 0x%x, not 0x%x", bridgeName(n), g, bridgeGroup(n))
 		}
 	}
-	return "", nil
+	return ""
 }
 
 // The two designs differ in the pieces below; everything else (building the

@@ -20,6 +20,9 @@ type fakeSets struct {
 	sets map[string]*fakeSet
 	// calls counts every call (reads included).
 	calls int
+	// reading, if set, is called by SetMembers before it reads (without
+	// f.mu held).
+	reading func()
 }
 
 type fakeSet struct {
@@ -69,6 +72,12 @@ func (f *fakeSets) SetDel(set string, m nl.SetMember) error {
 }
 
 func (f *fakeSets) SetMembers(set string) ([]nl.SetMember, error) {
+	f.mu.Lock()
+	hook := f.reading
+	f.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
@@ -178,6 +187,45 @@ func TestSetDesignNetworksRunNoIptables(t *testing.T) {
 
 // TestSetDesignCheckAndTeardown: Check notices a missing set member and a
 // flushed WEFT-FORWARD; deleting the last network leaves nothing of weft.
+// TestCheckReadsWithoutTheLock: Check reads the kernel without holding the
+// mode's lock, so a network create is not held up by its dumps.
+func TestCheckReadsWithoutTheLock(t *testing.T) {
+	m, v4, _, sets := newSetMode(t, true)
+	v4.SetRules("filter", ChainDockerUser, []string{"-j", "RETURN"})
+	n := testNet(idA, 1)
+	applyNetwork(t, m, n)
+	m.nets[n.ID] = n
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	sets.mu.Lock()
+	sets.reading = func() {
+		once.Do(func() { close(entered); <-release })
+	}
+	sets.mu.Unlock()
+	type result struct {
+		why string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		why, err := m.Check(t.Context())
+		done <- result{why, err}
+	}()
+	<-entered
+	locked := m.mu.TryLock()
+	if locked {
+		m.mu.Unlock()
+	}
+	close(release)
+	r := <-done
+	if !locked {
+		t.Error("Check held the mode's lock while it read the kernel")
+	}
+	if r.err != nil || r.why != "" {
+		t.Fatalf("Check = %q, %v; want nothing missing", r.why, r.err)
+	}
+}
+
 func TestSetDesignCheckAndTeardown(t *testing.T) {
 	m, v4, v6, sets := newSetMode(t, true)
 	v4.SetRules("filter", ChainDockerUser, []string{"-j", "RETURN"})
