@@ -25,7 +25,7 @@ var attachVariants = []struct{ name, network string }{
 }
 
 func benchAttach(ctx context.Context, h *dockerHost) (*attachResult, error) {
-	rounds, warmup := 40, 3
+	rounds, warmup := 100, 3 // run to run, Docker's own added cost varies by ±25%: many rounds narrow the ratio's interval
 	if cfg.quick {
 		rounds, warmup = 5, 1
 	}
