@@ -346,11 +346,11 @@ func TestRestartSameAnswers(t *testing.T) {
 	}
 }
 
-func TestRequestsWaitForStart(t *testing.T) {
-	d, err := NewDriver(testLogger(), ScopeLocal)
-	if err != nil {
-		t.Fatal(err)
-	}
+// requestWaitsForStart checks that a request to d waits until Start has run
+// (it is not answered within 50 ms), then starts d and checks that the
+// request succeeds.
+func requestWaitsForStart(t *testing.T, d *Driver) {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- d.CreateNetwork(context.Background(), createReq(testNetID, nil)) }()
 	select {
@@ -365,6 +365,14 @@ func TestRequestsWaitForStart(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("request after start: %v", err)
 	}
+}
+
+func TestRequestsWaitForStart(t *testing.T) {
+	d, err := NewDriver(testLogger(), ScopeLocal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	requestWaitsForStart(t, d)
 }
 
 func TestFailedStartAnswersWithTheReason(t *testing.T) {
@@ -392,20 +400,7 @@ func TestUnavailableThenStarted(t *testing.T) {
 		t.Fatalf("request while start is retried: got %v", err)
 	}
 	d.Unavailable(nil) // the store opened: requests wait for Start again
-	done := make(chan error, 1)
-	go func() { done <- d.CreateNetwork(context.Background(), createReq(testNetID, nil)) }()
-	select {
-	case err := <-done:
-		t.Fatalf("request answered before start: %v", err)
-	case <-time.After(50 * time.Millisecond):
-	}
-	pools, _ := ipam.ParseDefaultPools(ipam.DefaultPoolsSetting)
-	if err := d.Start(context.Background(), Deps{Store: memstore.New(), IPAM: ipam.New(pools), Modes: map[dataplane.ModeName]dataplane.Mode{dataplane.Bridge: newFakeMode()}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != nil {
-		t.Fatalf("request after start: %v", err)
-	}
+	requestWaitsForStart(t, d)
 }
 
 // TestStartForgetsDeadEndpoints: endpoints whose link vanished while weft
