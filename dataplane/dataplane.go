@@ -131,8 +131,11 @@ type JoinInfo struct {
 }
 
 // Mode is one kernel data plane. Every method is idempotent and leaves nothing
-// behind when it fails. Implementations are safe for concurrent use only if they
-// say so; the plugin serialises calls per network.
+// behind when it fails. Implementations must be safe for concurrent use: the
+// plugin calls one mode for different networks at once (today it holds one
+// lock across all requests, but that is the plugin's choice, not a promise
+// a mode may rely on), and a mode's own background work (Checker, Drainer)
+// runs beside requests.
 type Mode interface {
 	// CreateNetwork validates n against the kernel (name clashes, parents) and
 	// makes its links and rules.
