@@ -395,7 +395,11 @@ func TestUnavailableThenStarted(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.Unavailable(errors.New("the state directory /x is not writable"))
-	err = d.CreateNetwork(context.Background(), createReq(testNetID, nil))
+	// Bounded, so that a request that waits instead of answering fails
+	// the test with the error it got rather than hanging it.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err = d.CreateNetwork(ctx, createReq(testNetID, nil))
 	if err == nil || !strings.Contains(err.Error(), "/x is not writable") || !strings.Contains(err.Error(), "retries") {
 		t.Fatalf("request while start is retried: got %v", err)
 	}
