@@ -22,6 +22,7 @@ import (
 	"github.com/weftnet/weft/ipam"
 	"github.com/weftnet/weft/plugin"
 	"github.com/weftnet/weft/store/bolt"
+	"github.com/weftnet/weft/store/etcd"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -154,6 +155,11 @@ func start(ctx context.Context, d *plugin.Driver, st plugin.Settings, log *slog.
 		Routes:           h,
 		ReservationGrace: st.ReservationGrace,
 	}
+	deps.HostName, _ = os.Hostname()
+	closeCluster := func() {}
+	if st.Etcd.Enabled() {
+		deps.Cluster, closeCluster = connectCluster(ctx, st.Etcd, log)
+	}
 	closeAll := func() {
 		// Kernel work the modes finish after answering (a veth pair's
 		// deletion) is done before weft exits.
@@ -166,9 +172,53 @@ func start(ctx context.Context, d *plugin.Driver, st plugin.Settings, log *slog.
 				}
 			}
 		}
+		closeCluster()
 		closeDB()
 	}
 	return closeAll, d.Start(ctx, deps)
+}
+
+// connectCluster opens the etcd store in the background, retrying with
+// backoff until it opens or ctx ends: etcd may be down while weft starts,
+// and bridge networks must not wait for it. Until then, requests that need
+// the cluster fail at once with the reason. The returned func stops the
+// attempts and closes the store.
+func connectCluster(ctx context.Context, es plugin.EtcdSettings, log *slog.Logger) (*plugin.ClusterLink, func()) {
+	link := plugin.NewClusterLink(es.Name())
+	cfg := etcd.Config{Endpoints: es.Endpoints, CAFile: es.CAFile, CertFile: es.CertFile, KeyFile: es.KeyFile}
+	ctx, cancel := context.WithCancel(ctx)
+	opened := make(chan *etcd.Store, 1)
+	go func() {
+		defer close(opened)
+		wait := time.Second
+		var last string
+		for {
+			s, err := etcd.Open(ctx, cfg)
+			if err == nil {
+				log.Info("connected to the cluster store", "store", s.Name())
+				link.Connected(s)
+				opened <- s
+				return
+			}
+			link.Failed(err)
+			if err.Error() != last {
+				log.Error("cannot reach the cluster store yet; bridge networks work, shared networks wait; retrying", "store", es.Name(), "err", err)
+				last = err.Error()
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, 10*time.Second)
+		}
+	}()
+	return link, func() {
+		cancel()
+		if s, ok := <-opened; ok && s != nil {
+			_ = s.Close()
+		}
+	}
 }
 
 // openStore opens the state file, retrying until it opens or ctx ends: what

@@ -58,6 +58,11 @@ type Deps struct {
 	// RepairInterval is how often modes that can (dataplane.Checker) check
 	// their kernel objects (repair.go); zero means defaultRepairInterval.
 	RepairInterval time.Duration
+	// Cluster, if not nil, is the cluster store (WEFT_STORE=etcd://...):
+	// shared pools' addresses are then claimed there (cluster.go).
+	Cluster *ClusterLink
+	// HostName names this host in cluster records, for other hosts' errors.
+	HostName string
 }
 
 // networkRecord is what the store keeps per network.
@@ -71,6 +76,9 @@ type networkRecord struct {
 	// Spaces maps each subnet to the address space its IPAM driver gave it
 	// in, to tell which other networks' subnets it may not overlap.
 	Spaces map[string]string `json:"spaces,omitempty"`
+	// ClusterKeys are the gateway and aux addresses this network reserves
+	// in the cluster store (clusternet.go).
+	ClusterKeys []string `json:"cluster_keys,omitempty"`
 }
 
 // endpointRecord is what the store keeps per endpoint.
@@ -107,6 +115,13 @@ type Driver struct {
 	// pending maps each unclaimed IPAM reservation (a pool ID or an
 	// addressKey) to when it was made (reservations.go).
 	pending map[string]time.Time
+	// cl is the view of the cluster store (cluster.go).
+	cl clusterState
+	// clMu serialises changes to gateway and aux reservations in the
+	// cluster store (reserveForNetwork, flushPending), so that a network
+	// re-created at once is not undone by its predecessor's pending removal.
+	// It is never held with mu waiting on it, and never by bridge requests.
+	clMu sync.Mutex
 }
 
 // NewDriver returns a driver that accepts requests at once but answers them
@@ -123,6 +138,7 @@ func NewDriver(log *slog.Logger, scope string) (*Driver, error) {
 		eps:      map[string]*endpointRecord{},
 		detached: map[string]bool{},
 		pending:  map[string]time.Time{},
+		cl:       newClusterState(),
 	}, nil
 }
 
@@ -140,7 +156,7 @@ func (d *Driver) Fail(err error) {
 // grace period is over. Each waits for Start first.
 func (d *Driver) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	for _, work := range []func(context.Context){d.RunReservationSweeper, d.RunRepairer, d.runDetachedCleanup} {
+	for _, work := range []func(context.Context){d.RunReservationSweeper, d.RunRepairer, d.runDetachedCleanup, d.clusterRun} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -206,6 +222,12 @@ func (d *Driver) wait(ctx context.Context) error {
 // and skipped so one bad entry does not take down every network.
 func (d *Driver) loadLocked(ctx context.Context) error {
 	st := d.deps.Store
+	if err := d.loadHostIDLocked(ctx); err != nil {
+		return err
+	}
+	if err := d.loadClusterLocked(ctx); err != nil {
+		return err
+	}
 	nets, err := st.List(ctx, bucketNetworks)
 	if err != nil {
 		return err
@@ -263,13 +285,15 @@ func (d *Driver) loadIPAMLocked(ctx context.Context) error {
 		return err
 	}
 	addrs := map[string][]netip.Addr{}
-	for key := range rawAddrs {
+	for key, raw := range rawAddrs {
 		poolID, addr, err := splitAddressKey(key)
 		if err != nil {
 			return err
 		}
 		addrs[poolID] = append(addrs[poolID], addr)
+		d.noteOwnedLocked(key, raw)
 	}
+	d.addHeldPendingLocked(rawPools, rawAddrs, addrs)
 	if err := d.deps.IPAM.Restore(pools, addrs); err != nil {
 		return err
 	}

@@ -146,6 +146,7 @@ func (d *Driver) releasePoolLocked(ctx context.Context, id string) error {
 	addrs := d.deps.IPAM.Allocated(id)
 	for _, a := range addrs {
 		ops = append(ops, store.Delete(bucketAddresses, addressKey(id, a)), store.Delete(bucketReservations, addressKey(id, a)))
+		ops = append(ops, d.clusterReleaseOpsLocked(id, a)...)
 	}
 	if err := d.save(ctx, ops...); err != nil {
 		return err
@@ -153,6 +154,8 @@ func (d *Driver) releasePoolLocked(ctx context.Context, id string) error {
 	delete(d.pending, id)
 	for _, a := range addrs {
 		delete(d.pending, addressKey(id, a))
+		d.clusterReleasedLocked(id, a)
+		delete(d.cl.foreign, addressKey(id, a))
 	}
 	for _, nid := range nets {
 		d.pending[releasedKey(nid)] = now
@@ -178,6 +181,15 @@ func (d *Driver) RequestAddress(ctx context.Context, req *dipam.RequestAddressRe
 	ctx, cancel := detach(ctx)
 	defer cancel()
 	d.mu.Lock()
+	if pool, ok := d.deps.IPAM.Pool(req.PoolID); ok && !gateway && d.clusterPoolLocked(pool) {
+		d.mu.Unlock()
+		addr, err := d.requestClusterAddress(ctx, pool, want)
+		if err != nil {
+			return nil, err
+		}
+		crashPoint("RequestAddress/saved")
+		return &dipam.RequestAddressResponse{Address: addr.String(), Data: map[string]string{}}, nil
+	}
 	defer d.mu.Unlock()
 	addr, err := d.deps.IPAM.RequestAddress(req.PoolID, want, gateway)
 	if err != nil {
@@ -232,10 +244,14 @@ func (d *Driver) releaseAddressLocked(ctx context.Context, poolID string, a neti
 		return nil
 	}
 	key := addressKey(poolID, a)
-	if err := d.save(ctx, store.Delete(bucketAddresses, key), store.Delete(bucketReservations, key)); err != nil {
+	ops := append([]store.Op{store.Delete(bucketAddresses, key), store.Delete(bucketReservations, key)}, d.clusterReleaseOpsLocked(poolID, a)...)
+	if err := d.save(ctx, ops...); err != nil {
 		return err
 	}
 	delete(d.pending, key)
+	if !d.clusterReleasedLocked(poolID, a) {
+		return nil
+	}
 	return d.deps.IPAM.ReleaseAddress(poolID, a)
 }
 

@@ -71,8 +71,47 @@ func (d *Driver) CreateNetwork(ctx context.Context, req *network.CreateNetworkRe
 	if err != nil {
 		return err
 	}
+	reserve, err := d.clusterReservations(n, req)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := detach(ctx)
 	defer cancel()
+	// The cluster store is reached before the state lock is taken, so that
+	// other networks' requests never wait on it.
+	keys, err := d.reserveForNetwork(ctx, n.ID, reserve)
+	if err != nil {
+		return err
+	}
+	if err := d.createNetwork(ctx, n, req, keys); err != nil {
+		if len(keys) > 0 {
+			d.giveUpReservations(ctx, keys)
+		}
+		return err
+	}
+	return nil
+}
+
+// giveUpReservations undoes reserveForNetwork after a failed create.
+func (d *Driver) giveUpReservations(ctx context.Context, keys []string) {
+	d.clMu.Lock()
+	defer d.clMu.Unlock()
+	cl, err := d.deps.Cluster.get()
+	if err == nil {
+		cctx, cancel := context.WithTimeout(ctx, clusterTimeout)
+		defer cancel()
+		for _, k := range keys {
+			if uerr := d.unreserve(cctx, cl, k); uerr != nil {
+				err = uerr
+			}
+		}
+	}
+	if err != nil {
+		d.log.Error("undoing the cluster reservations of a network that could not be created failed", "keys", keys, "err", err)
+	}
+}
+
+func (d *Driver) createNetwork(ctx context.Context, n dataplane.Network, req *network.CreateNetworkRequest, clusterKeys []string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if old, ok := d.nets[n.ID]; ok {
@@ -81,7 +120,7 @@ func (d *Driver) CreateNetwork(ctx context.Context, req *network.CreateNetworkRe
 		}
 		return fmt.Errorf("network %s already exists with different settings", dataplane.ShortID(n.ID))
 	}
-	rec := &networkRecord{Network: n, AddressSpace: weftAddressSpace(req), Spaces: subnetSpaces(req)}
+	rec := &networkRecord{Network: n, AddressSpace: weftAddressSpace(req), Spaces: subnetSpaces(req), ClusterKeys: clusterKeys}
 	if err := d.dropReleasedOverlapsLocked(ctx, rec); err != nil {
 		return err
 	}
@@ -114,6 +153,9 @@ func (d *Driver) CreateNetwork(ctx context.Context, req *network.CreateNetworkRe
 	crashPoint("CreateNetwork/saved")
 	d.claimedLocked(claims)
 	d.nets[n.ID] = rec
+	if len(shared) > 0 && d.deps.Cluster != nil {
+		d.holdRemoteLocked() // other hosts' addresses in the newly shared pools
+	}
 	d.log.Info("network created", "network", dataplane.ShortID(n.ID), "mode", n.Mode)
 	return nil
 }
@@ -273,6 +315,11 @@ func (d *Driver) deleteNetworkLocked(ctx context.Context, r *networkRecord) erro
 		return err
 	}
 	ops := []store.Op{store.Delete(bucketNetworks, n.ID), store.Delete(bucketReservations, releasedKey(n.ID))}
+	unreserve, err := unreserveOps(r.ClusterKeys)
+	if err != nil {
+		return err
+	}
+	ops = append(ops, unreserve...)
 	var leftover []dataplane.Endpoint
 	for id, ep := range d.eps {
 		if ep.Endpoint.NetworkID == n.ID {
@@ -284,6 +331,7 @@ func (d *Driver) deleteNetworkLocked(ctx context.Context, r *networkRecord) erro
 		return err
 	}
 	crashPoint("DeleteNetwork/saved")
+	d.unreservedLocked(r.ClusterKeys)
 	for _, ep := range leftover {
 		delete(d.eps, ep.ID)
 		delete(d.detached, ep.ID)

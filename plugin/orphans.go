@@ -64,6 +64,7 @@ func (d *Driver) collectOrphansLocked(ctx context.Context) error {
 			release = append(release, addrs...)
 			for _, a := range addrs {
 				ops = append(ops, store.Delete(bucketAddresses, addressKey(a.poolID, a.addr)))
+				ops = append(ops, d.clusterReleaseOpsLocked(a.poolID, a.addr)...)
 			}
 		case dataplane.EndpointDetached:
 			d.detached[id] = true
@@ -180,6 +181,7 @@ func (d *Driver) removeOrphanLocked(ctx context.Context, ep dataplane.Endpoint) 
 	ops := []store.Op{store.Delete(bucketEndpoints, ep.ID)}
 	for _, a := range release {
 		ops = append(ops, store.Delete(bucketAddresses, addressKey(a.poolID, a.addr)))
+		ops = append(ops, d.clusterReleaseOpsLocked(a.poolID, a.addr)...)
 	}
 	if err := d.save(ctx, ops...); err != nil {
 		return err
@@ -235,6 +237,9 @@ func (d *Driver) addressHeldLocked(ep dataplane.Endpoint, addr netip.Addr, also 
 // the allocator.
 func (d *Driver) releaseLocked(addrs []poolAddr) {
 	for _, a := range addrs {
+		if !d.clusterReleasedLocked(a.poolID, a.addr) {
+			continue // held until its cluster claim is deleted
+		}
 		if err := d.deps.IPAM.ReleaseAddress(a.poolID, a.addr); err != nil {
 			d.log.Error("releasing an address failed", "pool", a.poolID, "address", a.addr, "err", err)
 		}

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/weftnet/weft/ipam"
@@ -30,8 +29,11 @@ type Settings struct {
 	// which a plain install always has, so no host directory has to be made
 	// first; StateDir is then Docker's own directory for the plugin (its
 	// propagated mount). Empty outside the managed plugin.
-	StateMount   string
-	Store        string // "" = bbolt file in StateDir
+	StateMount string
+	Store      string // "" = bbolt file in StateDir
+	// Etcd is the cluster store, parsed from Store = etcd://...; its
+	// Endpoints are empty when there is none.
+	Etcd         EtcdSettings
 	Scope        string
 	DefaultPools []ipam.DefaultPool
 	// ReservationGrace is how long an IPAM pool or address may stay reserved
@@ -138,11 +140,8 @@ func ParseSettings(args []string, getenv func(string) string, usageOut io.Writer
 		return st, fmt.Errorf("WEFT_STATE_MOUNT %q must be an absolute path", st.StateMount)
 	}
 	st.Store = *vals["store"]
-	if st.Store != "" {
-		if strings.HasPrefix(st.Store, "etcd://") {
-			return st, errors.New("WEFT_STORE=etcd://... (the cluster store) is not available in this weft build yet; leave WEFT_STORE empty for the embedded store")
-		}
-		return st, fmt.Errorf("WEFT_STORE %q is not valid: leave it empty for the embedded store, or use etcd://host:2379,host2:2379", st.Store)
+	if st.Etcd, err = parseEtcd(st.Store, *vals["etcd-ca"], *vals["etcd-cert"], *vals["etcd-key"]); err != nil {
+		return st, err
 	}
 	st.Scope = *vals["scope"]
 	switch st.Scope {
@@ -165,7 +164,7 @@ func ParseSettings(args []string, getenv func(string) string, usageOut io.Writer
 	default:
 		return st, fmt.Errorf("WEFT_FIREWALL %q is not valid: use auto, fixed or per-network", st.Firewall)
 	}
-	for _, name := range []string{"vtep-addr", "metrics-addr", "etcd-ca", "etcd-cert", "etcd-key"} {
+	for _, name := range []string{"vtep-addr", "metrics-addr"} {
 		if *vals[name] != "" {
 			return st, fmt.Errorf("--%s is not available in this weft build yet; leave it empty", name)
 		}

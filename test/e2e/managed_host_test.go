@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -855,6 +856,21 @@ type pluginConfig struct {
 		Mounts []struct{ Source, Destination string }
 		Linux  struct{ Capabilities []string }
 	}
+}
+
+// checkMounts checks the plugin's mounts (Config.Mounts is what dockerd
+// mounts; `set` changes it there): the state mount from stateSource, and the
+// etcd TLS mount left unset (/dev/null).
+func (pc pluginConfig) checkMounts(stateSource string) error {
+	want := map[string]string{"/var/lib/weft-source": stateSource, "/etc/weft/etcd-tls": "/dev/null"}
+	got := map[string]string{}
+	for _, m := range pc.Config.Mounts {
+		got[m.Destination] = m.Source
+	}
+	if !maps.Equal(got, want) {
+		return fmt.Errorf("plugin mounts %+v, want %v (destination: source)", pc.Config.Mounts, want)
+	}
+	return nil
 }
 
 func (m *managedPlugin) inspect(t testing.TB, h *Host) pluginConfig {
