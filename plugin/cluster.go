@@ -218,8 +218,9 @@ func (d *Driver) clusterErr(what string, err error) error {
 	if errors.Is(err, ErrClusterUnavailable) {
 		return fmt.Errorf("%s needs weft's cluster store, and %w; containers already running are not affected; try again once etcd answers", what, err)
 	}
-	return fmt.Errorf("%s needs weft's cluster store (%s), which failed: %w; containers already running are not affected; try again once etcd answers",
-		what, d.deps.Cluster.Name(), err)
+	// The store's errors name it and its endpoints already.
+	return fmt.Errorf("%s needs weft's cluster store, which failed: %w; containers already running are not affected; try again once etcd answers",
+		what, err)
 }
 
 // loadHostIDLocked reads this host's identity, making one at first start.

@@ -284,7 +284,7 @@ func TestClusterOutage(t *testing.T) {
 	bridgeTook := time.Since(bstart)
 	err = <-done
 	took := time.Since(start)
-	if err == nil || !strings.Contains(err.Error(), "etcd at test-down") || !strings.Contains(err.Error(), "containers already running are not affected") {
+	if err == nil || !strings.Contains(err.Error(), "etcd store") || !strings.Contains(err.Error(), "containers already running are not affected") {
 		t.Fatalf("address with the store down: %v, want an error naming the store", err)
 	}
 	if took > clusterTimeout+2*time.Second {
