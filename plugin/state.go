@@ -32,11 +32,14 @@ type State struct {
 type PoolUse struct {
 	ID        string `json:"id"`
 	Allocated int    `json:"allocated"`
+	// OtherHosts counts, in a pool shared through the cluster store, the
+	// addresses held only because other hosts have them (not in Allocated).
+	OtherHosts int `json:"other_hosts,omitempty"`
 }
 
 // stateBuckets are every bucket the driver writes.
 func stateBuckets() []string {
-	return []string{bucketNetworks, bucketEndpoints, bucketPools, bucketAddresses, bucketPorts}
+	return []string{bucketNetworks, bucketEndpoints, bucketPools, bucketAddresses, bucketPorts, bucketClusterPending}
 }
 
 // State answers StatePath.
@@ -56,7 +59,15 @@ func (d *Driver) State(ctx context.Context) (*State, error) {
 	slices.Sort(s.Networks)
 	slices.Sort(s.Endpoints)
 	for _, p := range d.deps.IPAM.Pools() {
-		s.Pools = append(s.Pools, PoolUse{ID: p.ID, Allocated: len(d.deps.IPAM.Allocated(p.ID))})
+		use := PoolUse{ID: p.ID}
+		for _, a := range d.deps.IPAM.Allocated(p.ID) {
+			if d.cl.foreign[addressKey(p.ID, a)] {
+				use.OtherHosts++
+			} else {
+				use.Allocated++
+			}
+		}
+		s.Pools = append(s.Pools, use)
 	}
 	for _, b := range stateBuckets() {
 		recs, err := d.deps.Store.List(ctx, b)
