@@ -15,6 +15,12 @@ const MaxLinkName = 15
 // everyone else's even when the user chose the name.
 const OwnerAliasPrefix = "weft:"
 
+// VxlanAliasPrefix starts the alias of the links the vxlan mode makes. It is
+// not OwnerAliasPrefix, whose bridges the bridge mode takes for its own; the
+// other modes must still recognise these links as weft's (a macvlan network
+// refuses one as its parent).
+const VxlanAliasPrefix = "weft-vxlan:"
+
 // DefaultBridgeName is the bridge name of a network whose user gave none:
 // "weft-" and the first 10 hex digits of the network ID (15 bytes).
 func DefaultBridgeName(networkID string) string {

@@ -227,6 +227,9 @@ func parentError(l netlink.Link) error {
 	case l.Type() == "bridge" && strings.HasPrefix(a.Alias, dataplane.OwnerAliasPrefix):
 		return fmt.Errorf("parent %q is the bridge of weft network %s; a macvlan network cannot hang off another weft network: %s",
 			a.Name, dataplane.ShortID(strings.TrimPrefix(a.Alias, dataplane.OwnerAliasPrefix)), instead)
+	case strings.HasPrefix(a.Alias, dataplane.VxlanAliasPrefix):
+		return fmt.Errorf("parent %q is a %s interface weft made for vxlan network %s; %s",
+			a.Name, l.Type(), dataplane.ShortID(strings.TrimPrefix(a.Alias, dataplane.VxlanAliasPrefix)), instead)
 	case strings.HasPrefix(a.Alias, dataplane.OwnerAliasPrefix):
 		return fmt.Errorf("parent %q is a %s interface weft made for network %s; %s",
 			a.Name, l.Type(), dataplane.ShortID(strings.TrimPrefix(a.Alias, dataplane.OwnerAliasPrefix)), instead)

@@ -119,3 +119,29 @@ func TestFindVLAN(t *testing.T) {
 		t.Errorf("findVLAN = %q, want none", got)
 	}
 }
+
+// TestParentErrorWeftLinks: links weft made for any mode are refused as a
+// parent, the vxlan mode's (aliased weft-vxlan:) included; a plain Ethernet
+// link is not.
+func TestParentErrorWeftLinks(t *testing.T) {
+	const id = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9"
+	bridge := func(name, alias string) netlink.Link {
+		return &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name, Alias: alias, EncapType: "ether"}}
+	}
+	for _, c := range []struct {
+		link netlink.Link
+		want string
+	}{
+		{bridge("weft-a1b2c3d4e5", dataplane.OwnerAliasPrefix+id), "bridge of weft network a1b2c3d4e5f6"},
+		{bridge("wxb-a1b2c3d4e5", dataplane.VxlanAliasPrefix+id), "vxlan network a1b2c3d4e5f6"},
+		{&netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: "wxv-a1b2c3d4e5", Alias: dataplane.VxlanAliasPrefix + id, EncapType: "ether"}}, "vxlan network a1b2c3d4e5f6"},
+	} {
+		err := parentError(c.link)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want it to mention %q", c.link.Attrs().Name, err, c.want)
+		}
+	}
+	if err := parentError(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Name: "eth0", EncapType: "ether"}}); err != nil {
+		t.Errorf("eth0 refused: %v", err)
+	}
+}
