@@ -4,7 +4,7 @@ package plugin
 // every host on that LAN hands out addresses from it (ipam/share.go). With a
 // cluster store (WEFT_STORE=etcd://...) each address of such a shared pool is
 // claimed in the store before it is handed out: a create-only write of the
-// key "<subnet>|<address>", which exactly one host wins, so two hosts never
+// address's key (clusterKey), which exactly one host wins, so two hosts never
 // give out the same address, whatever their local views say (moby#49921 is
 // Docker's macvlan driver doing exactly that). The gateway and aux addresses
 // are reserved once for every host that uses them.
@@ -31,8 +31,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -179,32 +177,19 @@ func newClusterState() clusterState {
 	}
 }
 
-// clusterKey names the claim of address a of subnet in the cluster store:
-// "10.1.0.0-24|10.1.0.5" (no '/', which some stores treat as a separator).
-func clusterKey(subnet netip.Prefix, a netip.Addr) string {
-	return subnet.Addr().String() + "-" + strconv.Itoa(subnet.Bits()) + "|" + a.String()
-}
+// clusterKey names the claim of address a in the cluster store: the
+// address itself ("10.1.0.5", "fd00::5"). Not the subnet and the address:
+// two hosts whose shared subnets overlap without being equal (a /24 here, a
+// /25 there) must still never hand out one address twice.
+func clusterKey(a netip.Addr) string { return a.String() }
 
-func splitClusterKey(key string) (netip.Prefix, netip.Addr, bool) {
-	s, addr, ok := strings.Cut(key, "|")
-	if !ok {
-		return netip.Prefix{}, netip.Addr{}, false
+// splitClusterKey reads a clusterKey back; it refuses any other form.
+func splitClusterKey(key string) (netip.Addr, bool) {
+	a, err := netip.ParseAddr(key)
+	if err != nil || a.Zone() != "" || a.String() != key {
+		return netip.Addr{}, false
 	}
-	base, bits, ok := strings.Cut(s, "-")
-	if !ok {
-		return netip.Prefix{}, netip.Addr{}, false
-	}
-	b, err1 := strconv.Atoi(bits)
-	ip, err2 := netip.ParseAddr(base)
-	a, err3 := netip.ParseAddr(addr)
-	if err1 != nil || err2 != nil || err3 != nil {
-		return netip.Prefix{}, netip.Addr{}, false
-	}
-	p, err := ip.Prefix(b)
-	if err != nil || p.Addr() != ip || !p.Contains(a) {
-		return netip.Prefix{}, netip.Addr{}, false
-	}
-	return p, a, true
+	return a, true
 }
 
 // clusterPoolLocked says whether addresses of pool are claimed in the
@@ -306,7 +291,7 @@ func (d *Driver) requestClusterAddress(ctx context.Context, pool ipam.Pool, want
 	for range clusterAttempts {
 		d.mu.Lock()
 		if want.IsValid() {
-			if r, ok := d.cl.remote[clusterKey(pool.Prefix, want)]; ok {
+			if r, ok := d.cl.remote[clusterKey(want)]; ok {
 				d.mu.Unlock()
 				return netip.Prefix{}, inUseElsewhere(want, r)
 			}
@@ -316,7 +301,7 @@ func (d *Driver) requestClusterAddress(ctx context.Context, pool ipam.Pool, want
 			d.mu.Unlock()
 			return netip.Prefix{}, err
 		}
-		key := clusterKey(pool.Prefix, addr.Addr())
+		key := clusterKey(addr.Addr())
 		local := addressKey(pool.ID, addr.Addr())
 		d.cl.inflight[key] = true
 		d.mu.Unlock()
@@ -428,7 +413,7 @@ func (d *Driver) clusterReleaseOpsLocked(poolID string, a netip.Addr) []store.Op
 	if !ok || !pool.Shared {
 		return nil
 	}
-	key := clusterKey(pool.Prefix, a)
+	key := clusterKey(a)
 	o, ok := d.cl.owned[key]
 	if !ok {
 		return nil
@@ -448,7 +433,7 @@ func (d *Driver) clusterReleasedLocked(poolID string, a netip.Addr) bool {
 	if !ok || !pool.Shared {
 		return true
 	}
-	key := clusterKey(pool.Prefix, a)
+	key := clusterKey(a)
 	o, ok := d.cl.owned[key]
 	if !ok {
 		return true
@@ -473,7 +458,7 @@ type reservedAddr struct {
 	addr   netip.Addr
 }
 
-func (r reservedAddr) key() string { return clusterKey(r.subnet, r.addr) }
+func (r reservedAddr) key() string { return clusterKey(r.addr) }
 
 // reserveInCluster reserves a shared network's gateway and aux addresses for
 // this host: all or none. d.mu is not held.

@@ -115,7 +115,7 @@ func TestClusterAgainstEtcd(t *testing.T) {
 		_, err := a.address("")
 		return err == nil
 	})
-	key := clusterKey(netip.MustParsePrefix(lanSubnet), netip.MustParsePrefix(some).Addr())
+	key := clusterKey(netip.MustParsePrefix(some).Addr())
 	eventually30("the release made while etcd was down reaches it", func() bool {
 		_, ok := clusterKeys(t, sa)[key]
 		return !ok

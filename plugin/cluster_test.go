@@ -65,8 +65,14 @@ const lanSubnet = "192.168.50.0/24"
 // gateway, then CreateNetwork.
 func (h *clusterHost) lanNetwork(t *testing.T, id string) error {
 	t.Helper()
+	return h.lanNetworkOn(t, id, lanSubnet)
+}
+
+// lanNetworkOn is lanNetwork on another subnet with the same gateway.
+func (h *clusterHost) lanNetworkOn(t *testing.T, id, subnet string) error {
+	t.Helper()
 	ctx := context.Background()
-	pool, err := h.d.RequestPool(ctx, &dipam.RequestPoolRequest{AddressSpace: ipam.LocalSpace, Pool: lanSubnet})
+	pool, err := h.d.RequestPool(ctx, &dipam.RequestPoolRequest{AddressSpace: ipam.LocalSpace, Pool: subnet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +82,8 @@ func (h *clusterHost) lanNetwork(t *testing.T, id string) error {
 		t.Fatal(err)
 	}
 	req := createReq(id, map[string]any{optMode: "macvlan"})
-	req.IPv4Data = []*network.IPAMData{{AddressSpace: ipam.LocalSpace, Pool: lanSubnet, Gateway: "192.168.50.1/24"}}
+	bits := netip.MustParsePrefix(subnet).Bits()
+	req.IPv4Data = []*network.IPAMData{{AddressSpace: ipam.LocalSpace, Pool: subnet, Gateway: fmt.Sprintf("192.168.50.1/%d", bits)}}
 	return h.d.CreateNetwork(ctx, req)
 }
 
@@ -168,7 +175,7 @@ func TestClusterAddressesUniqueAcrossHosts(t *testing.T) {
 		t.Fatalf("%d distinct addresses (gateway among them: %v), want %d", len(got), got["192.168.50.1/24"] != "", 2*per)
 	}
 	keys := clusterKeys(t, cl)
-	if len(keys) != 2*per+1 || !strings.Contains(keys[clusterKey(netip.MustParsePrefix(lanSubnet), netip.MustParseAddr("192.168.50.1"))], `"reserved":true`) {
+	if len(keys) != 2*per+1 || !strings.Contains(keys[clusterKey(netip.MustParseAddr("192.168.50.1"))], `"reserved":true`) {
 		t.Fatalf("cluster store has %d records (want %d claims + the gateway reserved once)", len(keys), 2*per)
 	}
 
@@ -331,13 +338,12 @@ func TestClusterLeftoverClaimRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.stop()
-	subnet := netip.MustParsePrefix(lanSubnet)
 	ctx := context.Background()
-	leftover := clusterKey(subnet, netip.MustParseAddr("192.168.50.77"))
+	leftover := clusterKey(netip.MustParseAddr("192.168.50.77"))
 	if _, err := cl.Create(ctx, store.Put(bucketClusterAddrs, leftover, []byte(`{"host":"`+h.d.cl.hostID+`"}`))); err != nil {
 		t.Fatal(err)
 	}
-	lost := clusterKey(subnet, netip.MustParsePrefix(kept).Addr())
+	lost := clusterKey(netip.MustParsePrefix(kept).Addr())
 	if err := cl.Apply(ctx, store.Delete(bucketClusterAddrs, lost)); err != nil {
 		t.Fatal(err)
 	}
@@ -351,16 +357,45 @@ func TestClusterLeftoverClaimRemoved(t *testing.T) {
 }
 
 func TestClusterKeyRoundTrip(t *testing.T) {
-	for _, c := range []struct{ subnet, addr string }{{"10.0.0.0/8", "10.1.2.3"}, {"fd00:1::/64", "fd00:1::5"}} {
-		p, a := netip.MustParsePrefix(c.subnet), netip.MustParseAddr(c.addr)
-		gp, ga, ok := splitClusterKey(clusterKey(p, a))
-		if !ok || gp != p || ga != a {
-			t.Errorf("%s %s: %v %v %v", c.subnet, c.addr, gp, ga, ok)
+	for _, addr := range []string{"10.1.2.3", "fd00:1::5"} {
+		a := netip.MustParseAddr(addr)
+		if got, ok := splitClusterKey(clusterKey(a)); !ok || got != a {
+			t.Errorf("%s: %v %v", addr, got, ok)
 		}
 	}
-	for _, bad := range []string{"", "10.0.0.0-8", "10.0.0.0-8|x", "10.0.0.1-8|10.0.0.2", "10.0.0.0-8|11.0.0.1", "10.0.0.0-40|10.0.0.1"} {
-		if _, _, ok := splitClusterKey(bad); ok {
+	for _, bad := range []string{"", "10.0.0.0-8|10.0.0.1", "fe80::1%eth0", "010.0.0.1", "FD00::1", "x"} {
+		if _, ok := splitClusterKey(bad); ok {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// TestClusterOverlappingSubnets: one host's shared subnet is a /24, the
+// other's the /25 inside it: addresses are still never handed out twice.
+func TestClusterOverlappingSubnets(t *testing.T) {
+	cl := memstore.New()
+	a := startClusterHost(t, "a", memstore.New(), cl)
+	b := startClusterHost(t, "b", memstore.New(), cl)
+	if err := a.lanNetworkOn(t, testNetID, "192.168.50.0/24"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.lanNetworkOn(t, testNetID2, "192.168.50.0/25"); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[netip.Addr]string{}
+	for i := range 40 {
+		h, name := a, "a"
+		if i%2 == 1 {
+			h, name = b, "b"
+		}
+		got, err := h.address("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := netip.MustParsePrefix(got).Addr()
+		if other, dup := seen[addr]; dup {
+			t.Fatalf("%s handed out by host %s and host %s", addr, other, name)
+		}
+		seen[addr] = name
 	}
 }

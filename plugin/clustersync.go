@@ -231,21 +231,20 @@ func (d *Driver) holdRemoteLocked() {
 			delete(d.cl.foreign, local)
 			continue
 		}
-		pool, ok := d.deps.IPAM.Pool(poolID)
-		if !ok {
+		if _, ok := d.deps.IPAM.Pool(poolID); !ok {
 			delete(d.cl.foreign, local)
 			continue
 		}
-		if _, ok := d.cl.remote[clusterKey(pool.Prefix, a)]; !ok {
-			d.freeForeignLocked(clusterKey(pool.Prefix, a))
+		if _, ok := d.cl.remote[clusterKey(a)]; !ok {
+			d.freeForeignLocked(clusterKey(a))
 		}
 	}
 }
 
-// sharedPoolLocked finds this host's shared pool of subnet, if any.
-func (d *Driver) sharedPoolLocked(subnet netip.Prefix) (ipam.Pool, bool) {
+// sharedPoolLocked finds this host's shared pool holding a, if any.
+func (d *Driver) sharedPoolLocked(a netip.Addr) (ipam.Pool, bool) {
 	for _, space := range []string{ipam.LocalSpace, ipam.GlobalSpace} {
-		if pool, ok := d.deps.IPAM.PoolOf(space, subnet); ok && pool.Shared {
+		if pool, ok := d.deps.IPAM.PoolContaining(space, a); ok && pool.Shared {
 			return pool, true
 		}
 	}
@@ -255,11 +254,11 @@ func (d *Driver) sharedPoolLocked(subnet netip.Prefix) (ipam.Pool, bool) {
 // holdKeyLocked holds another host's address in this host's shared pool of
 // its subnet, so that the allocator does not propose it.
 func (d *Driver) holdKeyLocked(key string) {
-	subnet, a, ok := splitClusterKey(key)
+	a, ok := splitClusterKey(key)
 	if !ok {
 		return
 	}
-	pool, ok := d.sharedPoolLocked(subnet)
+	pool, ok := d.sharedPoolLocked(a)
 	if !ok {
 		return
 	}
@@ -277,11 +276,11 @@ func (d *Driver) holdKeyLocked(key string) {
 
 // freeForeignLocked gives back an address held only for another host.
 func (d *Driver) freeForeignLocked(key string) {
-	subnet, a, ok := splitClusterKey(key)
+	a, ok := splitClusterKey(key)
 	if !ok {
 		return
 	}
-	pool, ok := d.sharedPoolLocked(subnet)
+	pool, ok := d.sharedPoolLocked(a)
 	if !ok {
 		return
 	}
