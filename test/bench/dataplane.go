@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/weftnet/weft/test/testhost"
 )
 
 // dataResult: per target and round, iperf3 TCP throughput (Gbit/s), its
@@ -80,7 +82,7 @@ func containerPair(name, prefix, subnet string, driverArgs []string, about strin
 }
 
 func pairOn(h *dockerHost, name, network, about string) (target, func() error, error) {
-	t := target{name: name, about: about, bridgeNS: "/var/run/netns/" + h.netns}
+	t := target{name: name, about: about, bridgeNS: "/var/run/netns/" + h.NetNS}
 	ctrs := []string{network + "-s", network + "-c"}
 	teardown := func() error {
 		_, err := h.D("rm", "-f", ctrs[0], ctrs[1])
@@ -112,10 +114,10 @@ func bareVeth(_ *dockerHost) (target, func() error, error) {
 	t := target{name: "bare veth", about: "two namespaces joined by one veth pair (no bridge, no rules)",
 		serverNS: "/var/run/netns/" + a, clientNS: "/var/run/netns/" + b, serverIP: "10.205.0.1"}
 	teardown := func() error {
-		return errors.Join(deleteNetNS(a), deleteNetNS(b))
+		return errors.Join(testhost.DeleteNetNS(a), testhost.DeleteNetNS(b))
 	}
 	for _, ns := range []string{a, b} {
-		if err := addNetNS(ns); err != nil {
+		if err := testhost.AddNetNS(ns); err != nil {
 			return t, teardown, err
 		}
 	}
@@ -126,7 +128,7 @@ func bareVeth(_ *dockerHost) (target, func() error, error) {
 		{"ip", "-n", a, "link", "set", "va0", "up"},
 		{"ip", "-n", b, "link", "set", "vb0", "up"},
 	} {
-		if _, err := runT(10*time.Second, argv...); err != nil {
+		if _, err := testhost.RunT(10*time.Second, argv...); err != nil {
 			return t, teardown, err
 		}
 	}
@@ -142,10 +144,10 @@ func bareBridge(_ *dockerHost) (target, func() error, error) {
 	t := target{name: "bare bridge", about: "two namespaces on a Linux bridge in a third namespace that has no iptables rules",
 		serverNS: "/var/run/netns/" + a, clientNS: "/var/run/netns/" + b, serverIP: "10.208.0.1", bridgeNS: "/var/run/netns/" + br}
 	teardown := func() error {
-		return errors.Join(deleteNetNS(a), deleteNetNS(b), deleteNetNS(br))
+		return errors.Join(testhost.DeleteNetNS(a), testhost.DeleteNetNS(b), testhost.DeleteNetNS(br))
 	}
 	for _, ns := range []string{br, a, b} {
-		if err := addNetNS(ns); err != nil {
+		if err := testhost.AddNetNS(ns); err != nil {
 			return t, teardown, err
 		}
 	}
@@ -161,7 +163,7 @@ func bareBridge(_ *dockerHost) (target, func() error, error) {
 		{"ip", "-n", a, "link", "set", "e1", "up"},
 		{"ip", "-n", b, "link", "set", "e2", "up"},
 	} {
-		if _, err := runT(10*time.Second, argv...); err != nil {
+		if _, err := testhost.RunT(10*time.Second, argv...); err != nil {
 			return t, teardown, err
 		}
 	}
@@ -171,7 +173,7 @@ func bareBridge(_ *dockerHost) (target, func() error, error) {
 // bridgeNFCall reads net.bridge.bridge-nf-call-iptables in a namespace: 1
 // means bridged IPv4 frames traverse iptables (br_netfilter).
 func bridgeNFCall(ns string) string {
-	out, err := runT(10*time.Second, "nsenter", "--net="+ns, "--", "cat", "/proc/sys/net/bridge/bridge-nf-call-iptables")
+	out, err := testhost.RunT(10*time.Second, "nsenter", "--net="+ns, "--", "cat", "/proc/sys/net/bridge/bridge-nf-call-iptables")
 	if err != nil {
 		return "n/a"
 	}
@@ -198,7 +200,7 @@ var mtuRe = regexp.MustCompile(`^\d+: ([^:@]+)[^ ]*: .* mtu (\d+)`)
 
 // linkMTU is the MTU of the first non-loopback link in a namespace.
 func linkMTU(ns string) int {
-	out, err := runT(10*time.Second, "nsenter", "--net="+ns, "--", "ip", "-o", "link", "show")
+	out, err := testhost.RunT(10*time.Second, "nsenter", "--net="+ns, "--", "ip", "-o", "link", "show")
 	if err != nil {
 		return 0
 	}
@@ -253,18 +255,18 @@ func profileRR(ctx context.Context, t target, secs float64, size int, tag string
 	}
 	slug := strings.ReplaceAll(t.name, " ", "-")
 	data := filepath.Join(cfg.dir, tag, slug+"-perf.data")
-	rec, err := startProc("perf", filepath.Join(cfg.dir, tag, slug+"-perf.log"), "", perf, "record", "-a", "-e", "cpu-clock", "-F", "1999", "-g", "-o", data)
+	rec, err := testhost.StartProc("perf", filepath.Join(cfg.dir, tag, slug+"-perf.log"), "", perf, "record", "-a", "-e", "cpu-clock", "-F", "1999", "-g", "-o", data)
 	if err != nil {
 		return pr, err
 	}
 	time.Sleep(300 * time.Millisecond)
 	ctx2, cancel := context.WithTimeout(ctx, time.Duration(secs+30)*time.Second)
-	_, rerr := run(ctx2, "nsenter", "--net="+t.clientNS, "--", cfg.selfBin, "rr-client",
+	_, rerr := testhost.Run(ctx2, "nsenter", "--net="+t.clientNS, "--", cfg.selfBin, "rr-client",
 		"-addr", t.serverIP+":7000", "-duration", fmt.Sprintf("%gs", secs), "-size", strconv.Itoa(size))
 	cancel()
-	_ = rec.cmd.Process.Signal(syscall.SIGINT)
-	if err := rec.wait(30 * time.Second); err != nil {
-		_ = rec.kill()
+	_ = rec.Signal(syscall.SIGINT)
+	if err := rec.Wait(30 * time.Second); err != nil {
+		_ = rec.Kill()
 	}
 	if rerr != nil {
 		return pr, rerr
@@ -285,10 +287,10 @@ func measureDataplane(ctx context.Context, h *dockerHost, builders []targetBuild
 		RR: map[string][]rrStats{}, MTU: map[string]int{}, BridgeNF: map[string]string{}, Topologies: map[string]string{}}
 	var targets []target
 	var teardowns []func() error
-	var servers []*proc
+	var servers []*testhost.Proc
 	defer func() {
 		for _, s := range servers {
-			_ = s.kill()
+			_ = s.Kill()
 		}
 		for _, td := range teardowns {
 			if td != nil {
@@ -316,7 +318,7 @@ func measureDataplane(ctx context.Context, h *dockerHost, builders []targetBuild
 			{"nsenter", "--net=" + t.serverNS, "--", "iperf3", "-s", "-p", "5201"},
 			{"nsenter", "--net=" + t.serverNS, "--", cfg.selfBin, "rr-server", "-addr", ":7000", "-size", strconv.Itoa(res.RRSize)},
 		} {
-			p, err := startProc(argv[3], filepath.Join(dir, slug+"-"+filepath.Base(argv[3])+".log"), filepath.Join(dir, slug+"-"+filepath.Base(argv[3])+".pid"), argv...)
+			p, err := testhost.StartProc(argv[3], filepath.Join(dir, slug+"-"+filepath.Base(argv[3])+".log"), filepath.Join(dir, slug+"-"+filepath.Base(argv[3])+".pid"), argv...)
 			if err != nil {
 				return nil, err
 			}
@@ -329,7 +331,7 @@ func measureDataplane(ctx context.Context, h *dockerHost, builders []targetBuild
 		var last error
 		for range 5 {
 			ctx2, cancel := context.WithTimeout(ctx, time.Duration(secs+omit+30)*time.Second)
-			raw, err := run(ctx2, "nsenter", "--net="+t.clientNS, "--", "iperf3", "-c", t.serverIP, "-p", "5201",
+			raw, err := testhost.Run(ctx2, "nsenter", "--net="+t.clientNS, "--", "iperf3", "-c", t.serverIP, "-p", "5201",
 				"-t", strconv.Itoa(secs), "-O", strconv.Itoa(omit), "-J")
 			cancel()
 			jerr := json.Unmarshal([]byte(raw), &out)
@@ -348,7 +350,7 @@ func measureDataplane(ctx context.Context, h *dockerHost, builders []targetBuild
 		var st rrStats
 		ctx2, cancel := context.WithTimeout(ctx, time.Duration(rrSecs+30)*time.Second)
 		defer cancel()
-		raw, err := run(ctx2, "nsenter", "--net="+t.clientNS, "--", cfg.selfBin, "rr-client",
+		raw, err := testhost.Run(ctx2, "nsenter", "--net="+t.clientNS, "--", cfg.selfBin, "rr-client",
 			"-addr", t.serverIP+":7000", "-duration", fmt.Sprintf("%gs", rrSecs), "-size", strconv.Itoa(res.RRSize))
 		if err != nil {
 			return st, fmt.Errorf("rr-client to %s (%s): %w", t.serverIP, t.name, err)

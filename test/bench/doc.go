@@ -64,4 +64,6 @@
 // removes what a crashed earlier run left (processes recorded in its
 // pidfiles, weft-bench-* namespaces and cgroups, the work directory); at the
 // end it removes everything it made. It never looks at weft-e2e* objects.
+// The processes, the docker host's namespaces and dockerd, and the clean-up
+// are the end-to-end suite's own code, shared in package test/testhost.
 package main

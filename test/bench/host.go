@@ -11,32 +11,37 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/weftnet/weft/test/testhost"
 )
 
 // image is the busybox image the docker host gets (test/image/mkimage.sh).
 const image = "weft-bench/busybox:latest"
 
-// dockerHost is one "machine" with its own dockerd and weft (legacy plugin),
-// built like an end-to-end test host (test/e2e/doc.go): a network namespace,
-// a holder process in it with a private mount namespace, and dockerd and
-// weft entered into both.
-type dockerHost struct {
-	name  string // short name, e.g. "main"
-	netns string // weft-bench-<name>
-	dir   string // <work dir>/<name>
-	sock  string // dockerd's API socket
+// nsPrefix starts the name of every namespace and cgroup the harness creates
+// (testhost.CleanupStale removes a crashed run's). The end-to-end suite owns
+// weft-e2e* (PREFIX-*, WEFT_E2E_PREFIX); nothing here touches those.
+const nsPrefix = "weft-bench-"
 
-	holder, dockerd, weft *proc
+// dockerHost is one "machine" with its own dockerd and weft (legacy plugin),
+// built like an end-to-end test host (test/e2e/doc.go) from the same
+// testhost.Machine: a network namespace, a holder process in it with a
+// private mount namespace, and dockerd and weft entered into both.
+type dockerHost struct {
+	name string // short name, e.g. "main"
+	// Machine has the namespace (NetNS: weft-bench-<name>), the directory
+	// (Dir: <work dir>/<name>), dockerd's socket (Sock), the holder and
+	// dockerd.
+	testhost.Machine
+	weft *testhost.Proc
 }
 
 func startDockerHost(name string) (h *dockerHost, err error) {
-	h = &dockerHost{name: name, netns: nsPrefix + name, dir: filepath.Join(cfg.dir, name)}
-	h.sock = filepath.Join(h.dir, "docker.sock")
+	h = &dockerHost{name: name, Machine: testhost.NewMachine(nsPrefix+name, filepath.Join(cfg.dir, name))}
 	defer func() {
 		if err != nil {
 			err = fmt.Errorf("starting docker host %s: %w", name, err)
@@ -46,14 +51,14 @@ func startDockerHost(name string) (h *dockerHost, err error) {
 		}
 	}()
 	for _, d := range []string{"data", "exec", "weft-state"} {
-		if err := os.MkdirAll(filepath.Join(h.dir, d), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(h.Dir, d), 0o755); err != nil {
 			return h, err
 		}
 	}
-	if err := addNetNS(h.netns); err != nil {
+	if err := testhost.AddNetNS(h.NetNS); err != nil {
 		return h, err
 	}
-	if err := h.startHolder(); err != nil {
+	if err := h.StartHolder("weft-bench"); err != nil {
 		return h, err
 	}
 	// weft first: dockerd's start-up may already look for its IPAM driver.
@@ -66,173 +71,56 @@ func startDockerHost(name string) (h *dockerHost, err error) {
 	mkimage := filepath.Join(cfg.repo, "test", "image", "mkimage.sh")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if _, err := runEnv(ctx, dockerEnv(), mkimage, "-H", "unix://"+h.sock, image); err != nil {
+	if _, err := testhost.RunEnv(ctx, dockerEnv(), mkimage, "-H", "unix://"+h.Sock, image); err != nil {
 		return h, fmt.Errorf("importing the test image: %w", err)
 	}
 	return h, nil
 }
 
-// startHolder starts the process whose mount namespace dockerd and weft join.
-// It mounts a private tmpfs over all of /run rather than over
-// /run/docker/plugins alone: the end-to-end suite, running concurrently,
-// removes /run/docker/plugins in the root namespace when it created it, and
-// removing a directory detaches the mounts on it in every namespace.
-func (h *dockerHost) startHolder() error {
-	script := "mount -t tmpfs -o mode=755 weft-bench /run && " +
-		"mkdir -p /run/docker/plugins /run/containerd && exec sleep infinity"
-	p, err := startProc("holder", filepath.Join(h.dir, "holder.log"), filepath.Join(h.dir, "holder.pid"),
-		"nsenter", "--net=/var/run/netns/"+h.netns, "--",
-		"unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script)
-	if err != nil {
-		return err
-	}
-	h.holder = p
-	return poll(10*time.Second, func() error {
-		if !p.alive() {
-			return retryStop(fmt.Errorf("holder: %w: %s", p.exitErr(), tail(p.log, 20)))
-		}
-		comm, _ := os.ReadFile("/proc/" + strconv.Itoa(p.pid()) + "/comm")
-		if strings.TrimSpace(string(comm)) != "sleep" {
-			return errors.New("holder has not mounted its tmpfs yet")
-		}
-		return nil
-	})
-}
-
-// inHost is the argv prefix that runs a command in the host's network and
-// mount namespaces.
-func (h *dockerHost) inHost() []string {
-	return []string{"nsenter", "--target", strconv.Itoa(h.holder.pid()), "--mount", "--net", "--"}
-}
-
-// inNet is the argv prefix that runs a command in the host's network
-// namespace only.
-func (h *dockerHost) inNet() []string {
-	return []string{"nsenter", "--net=/var/run/netns/" + h.netns, "--"}
-}
-
 func (h *dockerHost) startWeft() error {
-	argv := append(h.inHost(), cfg.weftBin, "serve",
+	argv := append(h.InHost(), cfg.weftBin, "serve",
 		"--socket", "/run/docker/plugins/weft.sock",
-		"--state-dir", filepath.Join(h.dir, "weft-state"),
+		"--state-dir", filepath.Join(h.Dir, "weft-state"),
 		"--log-level", cfg.logLevel,
 	)
-	p, err := startProc("weft", filepath.Join(h.dir, "weft.log"), filepath.Join(h.dir, "weft.pid"), argv...)
+	p, err := testhost.StartProc("weft", filepath.Join(h.Dir, "weft.log"), filepath.Join(h.Dir, "weft.pid"), argv...)
 	if err != nil {
 		return err
 	}
 	h.weft = p
-	sock := "/proc/" + strconv.Itoa(h.holder.pid()) + "/root/run/docker/plugins/weft.sock"
-	return waitActivate(p, sock)
+	return waitActivate(p, filepath.Join(h.PluginDir(), "weft.sock"))
 }
 
+// startDockerd starts dockerd (live-restore off, log level info) and waits
+// until it answers.
 func (h *dockerHost) startDockerd() error {
-	// An explicit configuration: the machine's /etc/docker/daemon.json must
-	// not leak in. deprecated-key-path keeps dockerd 20.10 out of /etc/docker.
-	conf := fmt.Sprintf(`{"live-restore": false, "deprecated-key-path": %q}`+"\n", filepath.Join(h.dir, "key.json"))
-	if err := os.WriteFile(filepath.Join(h.dir, "daemon.json"), []byte(conf), 0o644); err != nil {
+	if err := h.WriteDaemonConfig(false); err != nil {
 		return err
 	}
-	argv := append(h.inHost(), cfg.dockerd,
-		"--config-file", filepath.Join(h.dir, "daemon.json"),
-		"--data-root", filepath.Join(h.dir, "data"),
-		"--exec-root", filepath.Join(h.dir, "exec"),
-		"--pidfile", filepath.Join(h.dir, "dockerd.pid"),
-		"-H", "unix://"+h.sock,
-		"--cgroup-parent", "/"+h.netns,
-		"--log-level", "info",
-	)
-	p, err := startProc("dockerd", filepath.Join(h.dir, "dockerd.log"), "", argv...)
-	if err != nil {
+	if err := h.SpawnDockerd(h.DockerdArgv(cfg.dockerd, "info")); err != nil {
 		return err
 	}
-	h.dockerd = p
-	client := &http.Client{
-		Timeout: 5 * time.Second,
-		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", h.sock)
-		}},
-	}
-	return poll(90*time.Second, func() error {
-		if !p.alive() {
-			return retryStop(fmt.Errorf("dockerd: %w; last lines of %s:\n%s", p.exitErr(), p.log, tail(p.log, 30)))
-		}
-		resp, err := client.Get("http://docker/_ping")
-		if err != nil {
-			return err
-		}
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("dockerd /_ping: %s", resp.Status)
-		}
-		return nil
-	})
+	return h.WaitDockerd(90 * time.Second)
 }
 
-// close tears the host down: containers, dockerd, weft, everything left in
-// its namespace or cgroups, the namespace and the directory.
+// close tears the host down: containers (while weft still runs), dockerd,
+// weft, everything left in its namespace or cgroups, the namespace and the
+// directory. It always does all of it and returns every error.
 func (h *dockerHost) close() error {
-	var errs []error
-	if h.dockerd != nil && h.dockerd.alive() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		if ids, err := h.docker(ctx, "ps", "-aq"); err == nil && strings.TrimSpace(ids) != "" {
-			if _, err := h.docker(ctx, append([]string{"rm", "-f"}, strings.Fields(ids)...)...); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		cancel()
-		if err := h.dockerd.stop(30 * time.Second); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := h.weft.stop(10 * time.Second); err != nil {
-		errs = append(errs, err)
-	}
-	if err := h.holder.kill(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := killNetNS(h.netns); err != nil {
-		errs = append(errs, err)
-	}
-	if err := removeCgroups(h.netns); err != nil {
-		errs = append(errs, err)
-	}
-	if err := deleteNetNS(h.netns); err != nil {
-		errs = append(errs, err)
-	}
-	if err := removeAllUnder(h.dir); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
+	return errors.Join(
+		h.ShutDownDocker(h.docker),
+		h.weft.Stop(10*time.Second),
+		h.Remove(nil),
+	)
 }
 
-// dockerEnv is the CLI's environment: the machine's DOCKER_* variables and
-// ~/.docker (contexts) must not redirect it to another engine.
-func dockerEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "DOCKER_") {
-			env = append(env, kv)
-		}
-	}
-	return append(env, "DOCKER_CONFIG="+filepath.Join(cfg.dir, "docker-config"), "DOCKER_CLI_HINTS=false")
-}
+// dockerEnv is the CLI's environment (testhost.DockerEnv) with the run's own
+// configuration directory.
+func dockerEnv() []string { return testhost.DockerEnv(filepath.Join(cfg.dir, "docker-config")) }
 
 // docker runs the docker CLI against the host's dockerd and returns stdout.
 func (h *dockerHost) docker(ctx context.Context, args ...string) (string, error) {
-	full := append([]string{"-H", "unix://" + h.sock}, args...)
-	cmd := exec.CommandContext(ctx, cfg.docker, full...)
-	cmd.Env = dockerEnv()
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		if ctx.Err() != nil {
-			err = fmt.Errorf("%w (%w)", err, ctx.Err())
-		}
-		return out.String(), fmt.Errorf("docker %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
-	}
-	return out.String(), nil
+	return testhost.RunDocker(ctx, cfg.docker, dockerEnv(), h.Sock, args...)
 }
 
 // D runs docker with a 3-minute timeout and returns trimmed stdout.
@@ -270,15 +158,15 @@ func (h *dockerHost) containerNet(ctr, netName string) (int, string, error) {
 
 // iptablesSave dumps the host namespace's IPv4 rules.
 func (h *dockerHost) iptablesSave() (string, error) {
-	return runT(30*time.Second, append(h.inNet(), "iptables-save")...)
+	return testhost.RunT(30*time.Second, append(h.InNet(), "iptables-save")...)
 }
 
 // waitActivate waits until weft answers Plugin.Activate on sock.
-func waitActivate(p *proc, sock string) error {
+func waitActivate(p *testhost.Proc, sock string) error {
 	c := newPluginClient(sock)
-	return poll(15*time.Second, func() error {
-		if !p.alive() {
-			return retryStop(fmt.Errorf("weft: %w; last lines of %s:\n%s", p.exitErr(), p.log, tail(p.log, 30)))
+	return testhost.Poll(15*time.Second, func() error {
+		if !p.Alive() {
+			return testhost.RetryStop(fmt.Errorf("weft: %w; last lines of %s:\n%s", p.ExitErr(), p.LogPath(), testhost.Tail(p.LogPath(), 30)))
 		}
 		_, err := c.call("/Plugin.Activate", "")
 		return err

@@ -10,6 +10,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/weftnet/weft/test/testhost"
 )
 
 // kernelFloor does, straight through netlink in a namespace of its own, the
@@ -30,7 +32,7 @@ const kernelNS = nsPrefix + "kern"
 // with that many veth ports already on it (their peers in the sink
 // namespace, as a container's would be in its own).
 func newKernelFloor(ports map[string]int, sink string) (*kernelFloor, error) {
-	if err := addNetNS(kernelNS); err != nil {
+	if err := testhost.AddNetNS(kernelNS); err != nil {
 		return nil, err
 	}
 	k := &kernelFloor{name: kernelNS, brIdx: map[string]int{}, nPorts: ports}
@@ -116,5 +118,5 @@ func (k *kernelFloor) close() error {
 	if k.ns.IsOpen() {
 		_ = k.ns.Close()
 	}
-	return errors.Join(killNetNS(k.name), deleteNetNS(k.name))
+	return errors.Join(testhost.KillNetNS(k.name), testhost.DeleteNetNS(k.name))
 }

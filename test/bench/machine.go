@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/test/flock"
+	"github.com/weftnet/weft/test/testhost"
 )
 
 // machine describes where the run happened, read at run time.
@@ -45,7 +46,7 @@ func firstLine(s string) string {
 }
 
 func cmdLine(argv ...string) string {
-	out, err := runT(20*time.Second, argv...)
+	out, err := testhost.RunT(20*time.Second, argv...)
 	if err != nil {
 		return "unknown"
 	}
@@ -85,7 +86,7 @@ func describeMachine() machine {
 	m.Weft = cmdLine(cfg.weftBin, "version")
 	m.Commit = cmdLine("git", "-C", cfg.repo, "describe", "--always", "--dirty", "--abbrev=12")
 	// Untracked Go files are part of the build too, and --dirty misses them.
-	if out, err := runT(20*time.Second, "git", "-C", cfg.repo, "status", "--porcelain", "--", "*.go", ":!test/**", ":!*_test.go"); err == nil {
+	if out, err := testhost.RunT(20*time.Second, "git", "-C", cfg.repo, "status", "--porcelain", "--", "*.go", ":!test/**", ":!*_test.go"); err == nil {
 		if out = strings.TrimSpace(out); out != "" {
 			m.Commit += fmt.Sprintf(" plus uncommitted changes to %d of the Go files weft is built from", len(strings.Split(out, "\n")))
 		}

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/weftnet/weft/test/testhost"
 )
 
 // cfg is the run's configuration (flags of "run").
@@ -142,7 +144,7 @@ func cmdRun(args []string) error {
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		return fmt.Errorf("another benchmark run holds /run/weft-bench.lock: %w", err)
 	}
-	if err := cleanupStale(cfg.dir); err != nil {
+	if err := testhost.CleanupStale(nsPrefix, cfg.dir); err != nil {
 		return fmt.Errorf("removing an earlier run's leftovers: %w", err)
 	}
 	if err := os.MkdirAll(filepath.Join(cfg.dir, "docker-config"), 0o700); err != nil {
@@ -158,7 +160,7 @@ func cmdRun(args []string) error {
 	res.End = time.Now()
 	res.Machine.LoadEnd = loadAvg()
 
-	if err := cleanupStale(cfg.dir); err != nil {
+	if err := testhost.CleanupStale(nsPrefix, cfg.dir); err != nil {
 		runErr = errors.Join(runErr, fmt.Errorf("final cleanup: %w", err))
 	}
 	b, err := json.MarshalIndent(res, "", " ")
@@ -255,8 +257,8 @@ func measure(ctx context.Context, res *results) error {
 			logf("section %s failed: %v", s, err)
 			res.Errors[s] = err.Error()
 		}
-		if host != nil && (host.weft == nil || !host.weft.alive()) {
-			return fmt.Errorf("weft on the docker host died: %s", tail(filepath.Join(host.dir, "weft.log"), 30))
+		if host != nil && (host.weft == nil || !host.weft.Alive()) {
+			return fmt.Errorf("weft on the docker host died: %s", testhost.Tail(filepath.Join(host.Dir, "weft.log"), 30))
 		}
 	}
 	return nil

@@ -19,6 +19,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/weftnet/weft/test/testhost"
 )
 
 // netcreateResult: `docker network create` and `rm` times in ms
@@ -111,7 +113,7 @@ func probeIptables(h *dockerHost) float64 {
 	var t []float64
 	for range 3 {
 		start := time.Now()
-		_, _ = runT(30*time.Second, append(h.inNet(), "iptables", "-t", "filter", "-C", "FORWARD", "-j", "WEFT-FORWARD")...)
+		_, _ = testhost.RunT(30*time.Second, append(h.InNet(), "iptables", "-t", "filter", "-C", "FORWARD", "-j", "WEFT-FORWARD")...)
 		t = append(t, ms(time.Since(start)))
 	}
 	return median(t)
@@ -123,7 +125,7 @@ func probeIptables(h *dockerHost) float64 {
 func countExecs(pid int, f func() error) (map[string]int, error) {
 	out := filepath.Join(cfg.dir, fmt.Sprintf("strace-%d.txt", pid))
 	_ = os.Remove(out)
-	p, err := startProc("strace", out+".log", "", "strace", "-f", "-qq", "-ttt", "-s", "64", "-e", "trace=execve", "-o", out, "-p", strconv.Itoa(pid))
+	p, err := testhost.StartProc("strace", out+".log", "", "strace", "-f", "-qq", "-ttt", "-s", "64", "-e", "trace=execve", "-o", out, "-p", strconv.Itoa(pid))
 	if err != nil {
 		return nil, err
 	}
@@ -132,9 +134,9 @@ func countExecs(pid int, f func() error) (map[string]int, error) {
 	ferr := f()
 	t1 := time.Now()
 	time.Sleep(200 * time.Millisecond)
-	_ = p.cmd.Process.Signal(syscall.SIGINT)
-	if err := p.wait(10 * time.Second); err != nil {
-		_ = p.kill()
+	_ = p.Signal(syscall.SIGINT)
+	if err := p.Wait(10 * time.Second); err != nil {
+		_ = p.Kill()
 	}
 	if ferr != nil {
 		return nil, ferr
@@ -414,14 +416,14 @@ func removeNetworks(h *dockerHost, names []string, what string) error {
 // firewallDesign is the bridge firewall weft chose at start, from its log
 // and, failing that, from its ipsets in the host namespace.
 func firewallDesign(h *dockerHost) string {
-	b, _ := os.ReadFile(h.weft.log)
+	b, _ := os.ReadFile(h.weft.LogPath())
 	switch {
 	case strings.Contains(string(b), "firewall: fixed iptables rules"):
 		return "fixed"
 	case strings.Contains(string(b), "firewall: one set of iptables rules per network"):
 		return "per-network"
 	}
-	if out, err := runT(10*time.Second, append(h.inNet(), "ipset", "list", "-n")...); err == nil && strings.Contains(out, "weft-net4") {
+	if out, err := testhost.RunT(10*time.Second, append(h.InNet(), "ipset", "list", "-n")...); err == nil && strings.Contains(out, "weft-net4") {
 		return "fixed"
 	}
 	return ""
@@ -563,7 +565,7 @@ func benchNetCreate(ctx context.Context, h *dockerHost) (*netcreateResult, error
 			vi := (i + j) % len(netVariants)
 			var off int64
 			if netVariants[vi].name == "weft" {
-				off = fileSize(h.weft.log)
+				off = testhost.FileSize(h.weft.LogPath())
 			}
 			d, err := h.timedDocker(createArgs(vi, i)...)
 			if err != nil {
@@ -571,7 +573,7 @@ func benchNetCreate(ctx context.Context, h *dockerHost) (*netcreateResult, error
 			}
 			res.Create[netVariants[vi].name] = append(res.Create[netVariants[vi].name], ms(d))
 			if netVariants[vi].name == "weft" {
-				res.WeftCalls = append(res.WeftCalls, weftCalls(h.weft.log, off))
+				res.WeftCalls = append(res.WeftCalls, weftCalls(h.weft.LogPath(), off))
 			}
 		}
 		res.CreateAt = append(res.CreateAt, i+1)
@@ -614,9 +616,9 @@ func benchNetCreate(ctx context.Context, h *dockerHost) (*netcreateResult, error
 	res.ExecKinds = map[string]map[string]int{}
 	res.ExecsEach = map[string][]int{}
 	for _, v := range netVariants {
-		pid := h.weft.pid()
+		pid := h.weft.PID()
 		if v.name != "weft" {
-			pid = h.dockerd.pid()
+			pid = h.Dockerd.PID()
 		}
 		name := v.prefix + "-strace"
 		args := append(append([]string{"network", "create"}, v.args...), "--subnet", nthSubnet(v.base, n), name)
@@ -732,15 +734,6 @@ func rulesPerEndpoint(h *dockerHost, res *netcreateResult, k int) error {
 		res.EPRules = append(res.EPRules, countRules(save, i+1))
 	}
 	return nil
-}
-
-// fileSize is the size of path, or 0.
-func fileSize(path string) int64 {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return 0
-	}
-	return fi.Size()
 }
 
 // weftCalls sums, by request path, the handler times ("took=") of the

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/weftnet/weft/test/testhost"
 )
 
 // pluginResult holds per-call latencies in ms straight over weft's socket,
@@ -52,7 +54,7 @@ type pluginInst struct {
 	size   int
 	netns  string
 	dir    string
-	weft   *proc
+	weft   *testhost.Proc
 	c      *pluginClient
 	netID  string
 	poolID string
@@ -72,11 +74,11 @@ func startPluginInst(size, idx int) (*pluginInst, error) {
 	if err := os.MkdirAll(filepath.Join(p.dir, "state"), 0o755); err != nil {
 		return nil, err
 	}
-	if err := addNetNS(p.netns); err != nil {
+	if err := testhost.AddNetNS(p.netns); err != nil {
 		return nil, err
 	}
 	sock := filepath.Join(p.dir, "weft.sock")
-	w, err := startProc("weft", filepath.Join(p.dir, "weft.log"), filepath.Join(p.dir, "weft.pid"),
+	w, err := testhost.StartProc("weft", filepath.Join(p.dir, "weft.log"), filepath.Join(p.dir, "weft.pid"),
 		"nsenter", "--net=/var/run/netns/"+p.netns, "--", cfg.weftBin, "serve",
 		"--socket", sock, "--state-dir", filepath.Join(p.dir, "state"), "--log-level", cfg.logLevel)
 	if err != nil {
@@ -94,13 +96,13 @@ func startPluginInst(size, idx int) (*pluginInst, error) {
 
 func (p *pluginInst) close() error {
 	var errs []error
-	if err := p.weft.stop(10 * time.Second); err != nil {
+	if err := p.weft.Stop(10 * time.Second); err != nil {
 		errs = append(errs, err)
 	}
-	if err := killNetNS(p.netns); err != nil {
+	if err := testhost.KillNetNS(p.netns); err != nil {
 		errs = append(errs, err)
 	}
-	if err := deleteNetNS(p.netns); err != nil {
+	if err := testhost.DeleteNetNS(p.netns); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -252,7 +254,7 @@ func (p *pluginInst) populate(ctx context.Context, n int) error {
 }
 
 func (p *pluginInst) rss(res *pluginResult, label string) {
-	rss, hwm, err := rssKiB(p.weft.pid())
+	rss, hwm, err := rssKiB(p.weft.PID())
 	if err != nil {
 		return
 	}
@@ -269,7 +271,7 @@ func benchPlugin(ctx context.Context) (res *pluginResult, err error) {
 		Sizes: sizes, Rounds: rounds, Ops: append(append([]string{}, attachOps...), detachOps...),
 		Samples: map[string]map[string][]float64{}, SetupSeconds: map[string]float64{}, RSS: map[string]rssPoint{},
 	}
-	if err := addNetNS(sinkNS); err != nil {
+	if err := testhost.AddNetNS(sinkNS); err != nil {
 		return nil, err
 	}
 	var insts []*pluginInst
@@ -279,10 +281,10 @@ func benchPlugin(ctx context.Context) (res *pluginResult, err error) {
 				err = errors.Join(err, cerr)
 			}
 		}
-		if cerr := killNetNS(sinkNS); cerr != nil {
+		if cerr := testhost.KillNetNS(sinkNS); cerr != nil {
 			err = errors.Join(err, cerr)
 		}
-		if cerr := deleteNetNS(sinkNS); cerr != nil {
+		if cerr := testhost.DeleteNetNS(sinkNS); cerr != nil {
 			err = errors.Join(err, cerr)
 		}
 	}()
@@ -400,4 +402,29 @@ func plural(n int, word string) string {
 		return "1 " + word
 	}
 	return strconv.Itoa(n) + " " + word + "s"
+}
+
+// rssKiB reads a process's resident set (VmRSS) and its peak (VmHWM) in KiB.
+func rssKiB(pid int) (rss, hwm int64, err error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		v, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = v
+		case "VmHWM:":
+			hwm = v
+		}
+	}
+	if rss == 0 {
+		return 0, 0, fmt.Errorf("no VmRSS for pid %d", pid)
+	}
+	return rss, hwm, nil
 }

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/weftnet/weft/test/testhost"
 )
 
 // profile is where weft spent its time during extra attach/detach cycles
@@ -69,18 +71,18 @@ func profilePlugin(ctx context.Context, insts []*pluginInst) (map[string]profile
 	out := map[string]profile{}
 	for _, p := range insts {
 		pr := profile{Cycles: cycles}
-		var rec *proc
+		var rec *testhost.Proc
 		data := filepath.Join(p.dir, "perf.data")
 		if perfErr == nil {
 			var err error
-			rec, err = startProc("perf", filepath.Join(p.dir, "perf.log"), "", perf, "record", "-e", "cpu-clock", "-F", "2000", "-g",
-				"-p", strconv.Itoa(p.weft.pid()), "-o", data)
+			rec, err = testhost.StartProc("perf", filepath.Join(p.dir, "perf.log"), "", perf, "record", "-e", "cpu-clock", "-F", "2000", "-g",
+				"-p", strconv.Itoa(p.weft.PID()), "-o", data)
 			if err != nil {
 				note = "perf record failed: " + err.Error()
 			}
 			time.Sleep(300 * time.Millisecond)
 		}
-		u0, s0 := cpuTicks(p.weft.pid())
+		u0, s0 := cpuTicks(p.weft.PID())
 		t0 := time.Now()
 		for range cycles {
 			if ctx.Err() != nil {
@@ -96,15 +98,15 @@ func profilePlugin(ctx context.Context, insts []*pluginInst) (map[string]profile
 			}
 		}
 		wall := time.Since(t0)
-		u1, s1 := cpuTicks(p.weft.pid())
+		u1, s1 := cpuTicks(p.weft.PID())
 		pr.WallMsPerCyc = ms(wall) / float64(cycles)
 		pr.UserMsPerCyc = float64(u1-u0) * 1000 / clkTck / float64(cycles)
 		pr.SysMsPerCyc = float64(s1-s0) * 1000 / clkTck / float64(cycles)
 		pr.CPUMsPerCyc = pr.UserMsPerCyc + pr.SysMsPerCyc
 		if rec != nil {
-			_ = rec.cmd.Process.Signal(syscall.SIGINT)
-			if err := rec.wait(30 * time.Second); err != nil {
-				_ = rec.kill()
+			_ = rec.Signal(syscall.SIGINT)
+			if err := rec.Wait(30 * time.Second); err != nil {
+				_ = rec.Kill()
 			}
 			pr.PerfAvailable = true
 			pr.Top, pr.PerfSamples = perfTop(perf, data, 15)
@@ -123,7 +125,7 @@ var netfilterSym = regexp.MustCompile(`\] (nft_|nf_|__nf_|ipt_|ip6t_|xt_|br_nf|e
 // perf report (only symbols above the report's 0.5% limit count).
 func netfilterShare(perf, data string, extra ...string) float64 {
 	args := append([]string{perf, "report", "-i", data, "--stdio", "--no-children", "--sort", "dso,symbol", "-g", "none", "--percent-limit", "0.5"}, extra...)
-	outp, err := runT(2*time.Minute, args...)
+	outp, err := testhost.RunT(2*time.Minute, args...)
 	if err != nil {
 		return math.NaN()
 	}
@@ -142,7 +144,7 @@ func netfilterShare(perf, data string, extra ...string) float64 {
 
 func perfTop(perf, data string, n int, extra ...string) ([]profLine, int) {
 	args := append([]string{perf, "report", "-i", data, "--stdio", "--no-children", "--sort", "dso,symbol", "-g", "none", "--percent-limit", "0.5"}, extra...)
-	outp, err := runT(2*time.Minute, args...)
+	outp, err := testhost.RunT(2*time.Minute, args...)
 	if err != nil {
 		return []profLine{{0, "perf report failed: " + firstLine(err.Error())}}, 0
 	}

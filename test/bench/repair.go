@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/weftnet/weft/test/testhost"
 )
 
 // Repair after a flush: with the sweep's weft networks in place and two
@@ -68,12 +70,12 @@ func weftIptables(h *dockerHost) (bins []string, rules int) {
 		if bin == "iptables-legacy" {
 			// Only if the namespace has legacy tables at all: listing
 			// them would otherwise load the x_tables modules.
-			out, err := runT(10*time.Second, append(h.inNet(), "cat", "/proc/net/ip_tables_names")...)
+			out, err := testhost.RunT(10*time.Second, append(h.InNet(), "cat", "/proc/net/ip_tables_names")...)
 			if err != nil || !strings.Contains(out, "filter") {
 				continue
 			}
 		}
-		out, err := runT(10*time.Second, append(h.inNet(), bin, "-t", "filter", "-S", "WEFT-FORWARD")...)
+		out, err := testhost.RunT(10*time.Second, append(h.InNet(), bin, "-t", "filter", "-S", "WEFT-FORWARD")...)
 		if err != nil {
 			continue
 		}
@@ -94,7 +96,7 @@ var ipsetEntriesRe = regexp.MustCompile(`Number of entries: (\d+)`)
 func weftSetMembers(h *dockerHost) int {
 	total := -1
 	for _, set := range []string{"weft-net4", "weft-masq4"} {
-		out, err := runT(30*time.Second, append(h.inNet(), "ipset", "list", "-t", set)...)
+		out, err := testhost.RunT(30*time.Second, append(h.InNet(), "ipset", "list", "-t", set)...)
 		if err != nil {
 			continue
 		}
@@ -125,28 +127,28 @@ func benchRepair(ctx context.Context, h *dockerHost, n int) ([]repairResult, str
 	if err != nil {
 		return nil, "setting up two containers: " + err.Error()
 	}
-	var procs []*proc
+	var procs []*testhost.Proc
 	defer func() {
 		for _, p := range procs {
-			_ = p.kill()
+			_ = p.Kill()
 		}
 	}()
-	srv, err := startProc("rr-server", filepath.Join(dir, "server.log"), filepath.Join(dir, "server.pid"),
+	srv, err := testhost.StartProc("rr-server", filepath.Join(dir, "server.log"), filepath.Join(dir, "server.pid"),
 		"nsenter", "--net="+t.serverNS, "--", cfg.selfBin, "rr-server", "-addr", ":7001", "-size", "64")
 	if err != nil {
 		return nil, err.Error()
 	}
 	procs = append(procs, srv)
 	probeLog := filepath.Join(dir, "probe.log")
-	pr, err := startProc("tcp-probe", probeLog, filepath.Join(dir, "probe.pid"),
+	pr, err := testhost.StartProc("tcp-probe", probeLog, filepath.Join(dir, "probe.pid"),
 		"nsenter", "--net="+t.clientNS, "--", cfg.selfBin, "tcp-probe", "-addr", t.serverIP+":7001", "-interval", "20ms", "-timeout", "100ms")
 	if err != nil {
 		return nil, err.Error()
 	}
 	procs = append(procs, pr)
-	if err := poll(15*time.Second, func() error {
-		if !pr.alive() {
-			return retryStop(fmt.Errorf("tcp-probe: %w: %s", pr.exitErr(), tail(pr.log, 5)))
+	if err := testhost.Poll(15*time.Second, func() error {
+		if !pr.Alive() {
+			return testhost.RetryStop(fmt.Errorf("tcp-probe: %w: %s", pr.ExitErr(), testhost.Tail(pr.LogPath(), 5)))
 		}
 		for _, p := range readProbes(probeLog) {
 			if p.ok {
@@ -157,7 +159,7 @@ func benchRepair(ctx context.Context, h *dockerHost, n int) ([]repairResult, str
 	}); err != nil {
 		return nil, "before any flush: " + err.Error()
 	}
-	nf := bridgeNFCall("/var/run/netns/" + h.netns)
+	nf := bridgeNFCall("/var/run/netns/" + h.NetNS)
 
 	var out []repairResult
 	// iptables -F WEFT-FORWARD, with the back-end(s) holding the chain.
@@ -188,8 +190,8 @@ func benchRepair(ctx context.Context, h *dockerHost, n int) ([]repairResult, str
 		r.Samples, r.Note = repairReps(ctx, h, [][]string{{"ipset", "flush"}}, probeLog, reps)
 	}
 	out = append(out, r)
-	if !pr.alive() {
-		return out, "tcp-probe exited: " + tail(pr.log, 5)
+	if !pr.Alive() {
+		return out, "tcp-probe exited: " + testhost.Tail(pr.LogPath(), 5)
 	}
 	return out, ""
 }
@@ -220,7 +222,7 @@ func repairOnce(h *dockerHost, cmds [][]string, probeLog string) (repairSample, 
 	s := repairSample{TrafficMs: -1, RestoredMs: -1, TookMs: -1}
 	t0 := time.Now()
 	for _, c := range cmds {
-		if _, err := runT(30*time.Second, append(h.inNet(), c...)...); err != nil {
+		if _, err := testhost.RunT(30*time.Second, append(h.InNet(), c...)...); err != nil {
 			return s, err
 		}
 	}
@@ -230,7 +232,7 @@ func repairOnce(h *dockerHost, cmds [][]string, probeLog string) (repairSample, 
 	for {
 		time.Sleep(50 * time.Millisecond)
 		var restored time.Time
-		if at, took, ok := restoredLine(h.weft.log, t0); ok {
+		if at, took, ok := restoredLine(h.weft.LogPath(), t0); ok {
 			restored = at
 			s.RestoredMs, s.TookMs = since(at), took
 		}

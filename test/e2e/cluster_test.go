@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/weftnet/weft/store/etcd/etcdtest"
+	"github.com/weftnet/weft/test/testhost"
 )
 
 // Macvlan networks shared across hosts through etcd (WEFT_STORE=etcd://...):
@@ -208,9 +209,9 @@ func TestClusterMacvlanAcrossHosts(t *testing.T) {
 					t0 := time.Now()
 					_, err := h.docker(ctx, h.runArgs(h.Name+"-down", []string{"--network", cluNet})...)
 					res[i] = result{took: time.Since(t0), err: err}
-					var de *dockerError
+					var de *testhost.DockerError
 					if errors.As(err, &de) {
-						res[i].stderr = de.stderr
+						res[i].stderr = de.Stderr
 					}
 				}()
 			}
@@ -288,7 +289,7 @@ func TestClusterMacvlanAcrossHosts(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = pollUntil(cluBackMax, func() error {
+			errs[i] = testhost.Poll(cluBackMax, func() error {
 				_, _, err := j.h.DockerErr(j.h.runArgs(j.name, []string{"--network", cluNet})...)
 				if err == nil {
 					return nil
@@ -369,7 +370,7 @@ func TestClusterMacvlanAcrossHosts(t *testing.T) {
 	}
 	var left []string
 	t0 = time.Now()
-	err := pollUntil(cluKeysMax, func() error {
+	err := testhost.Poll(cluKeysMax, func() error {
 		var err error
 		if left, err = weftKeys(cli); err != nil {
 			return err
@@ -424,26 +425,6 @@ func startHosts(t *testing.T, names []string, opt hostOptions) []*Host {
 		t.Fatal(err)
 	}
 	return hs
-}
-
-// pollUntil calls f until it returns nil or d has passed, and returns f's
-// last error.
-func pollUntil(d time.Duration, f func() error) error {
-	deadline := time.Now().Add(d)
-	delay := 50 * time.Millisecond
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("after %s: %w", d, err)
-		}
-		time.Sleep(delay)
-		if delay < 500*time.Millisecond {
-			delay *= 2
-		}
-	}
 }
 
 // weftPID is the PID of the host's weft, from the PID file the harness

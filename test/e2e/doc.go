@@ -41,6 +41,10 @@
 //     192.0.2.2/24, TEST-NET-1). The outside namespace has no route to any
 //     container subnet, so a container reaches it only through masquerade.
 //
+// The processes, the namespace, holder and dockerd of a host and the stale
+// clean-up below are package test/testhost (shared with the benchmark
+// harness, test/bench).
+//
 // The host namespaces have no link to the machine's own network: test traffic
 // stays in namespaces the suite created. Most tests share one host (created on
 // first use, torn down after the last test); tests that kill or restart weft

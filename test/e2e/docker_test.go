@@ -3,16 +3,15 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/weftnet/weft/test/testhost"
 )
 
 // dockerTimeout bounds one docker CLI call: a hung plugin hangs dockerd (a
@@ -20,44 +19,15 @@ import (
 // wait forever.
 const dockerTimeout = 3 * time.Minute
 
-// dockerEnv is the CLI's environment: the machine's DOCKER_* variables and
-// ~/.docker (contexts!) must not redirect it to another engine.
-func dockerEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "DOCKER_") {
-			env = append(env, kv)
-		}
-	}
-	return append(env, "DOCKER_CONFIG="+cfg.dockerConfig, "DOCKER_CLI_HINTS=false")
-}
+// dockerEnv is the CLI's environment (testhost.DockerEnv): the machine's
+// DOCKER_* variables and ~/.docker (contexts!) must not redirect it to
+// another engine.
+func dockerEnv() []string { return testhost.DockerEnv(cfg.dockerConfig) }
 
 // docker runs the docker CLI against the host's dockerd. It returns stdout;
-// the error holds stderr.
+// the error (a *testhost.DockerError) holds stderr.
 func (h *Host) docker(ctx context.Context, args ...string) (string, error) {
-	full := append([]string{"-H", "unix://" + h.Sock}, args...)
-	cmd := exec.CommandContext(ctx, cfg.docker, full...)
-	cmd.Env = dockerEnv()
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		if ctx.Err() != nil {
-			err = fmt.Errorf("%w (%w)", err, ctx.Err())
-		}
-		return out.String(), &dockerError{args: args, err: err, stderr: strings.TrimSpace(errb.String())}
-	}
-	return out.String(), nil
-}
-
-// dockerError is a failed docker CLI call; Stderr is what the user would see.
-type dockerError struct {
-	args   []string
-	err    error
-	stderr string
-}
-
-func (e *dockerError) Error() string {
-	return fmt.Sprintf("docker %s: %v: %s", strings.Join(e.args, " "), e.err, e.stderr)
+	return testhost.RunDocker(ctx, cfg.docker, dockerEnv(), h.Sock, args...)
 }
 
 // DockerErr runs docker with the default timeout and returns stdout, stderr
@@ -66,8 +36,8 @@ func (h *Host) DockerErr(args ...string) (string, string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), dockerTimeout)
 	defer cancel()
 	out, err := h.docker(ctx, args...)
-	if de, ok := err.(*dockerError); ok {
-		return out, de.stderr, err
+	if de, ok := err.(*testhost.DockerError); ok {
+		return out, de.Stderr, err
 	}
 	return out, "", err
 }

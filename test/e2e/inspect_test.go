@@ -18,6 +18,7 @@ import (
 	"time"
 
 	weftplugin "github.com/weftnet/weft/plugin"
+	"github.com/weftnet/weft/test/testhost"
 )
 
 // What makes a kernel object weft's (DESIGN.md §3.6; dataplane.OwnerAliasPrefix
@@ -219,7 +220,7 @@ func (h *Host) snapshot() (snapshot, error) {
 func (h *Host) AssertNothingNew(t testing.TB, before snapshot, what string) {
 	t.Helper()
 	var diff []string
-	err := poll(5*time.Second, func() error {
+	err := testhost.Poll(5*time.Second, func() error {
 		now, err := h.snapshot()
 		if err != nil {
 			return err
@@ -256,7 +257,7 @@ func (h *Host) AssertNothingNew(t testing.TB, before snapshot, what string) {
 func (h *Host) AssertClean(t testing.TB) {
 	t.Helper()
 	var bad []string
-	err := poll(5*time.Second, func() error {
+	err := testhost.Poll(5*time.Second, func() error {
 		now, err := h.snapshot()
 		if err != nil {
 			return err

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/test/nstest"
+	"github.com/weftnet/weft/test/testhost"
 )
 
 // IPv6 on weft bridge networks: dual-stack networks with a given subnet or
@@ -96,11 +97,11 @@ func (h *Host) outsideIPv6(t testing.TB) {
 	t.Helper()
 	h.NS(t, "ip", "-6", "addr", "add", hostLink6+"/64", "dev", outsideHostLink, "nodad")
 	t.Cleanup(func() { _, _ = h.ns("ip", "-6", "addr", "del", hostLink6+"/64", "dev", outsideHostLink) })
-	if _, err := runT(10*time.Second, "ip", "-n", h.Outside.NetNS, "-6", "addr", "add", outsideLink6+"/64", "dev", outsidePeerLink, "nodad"); err != nil {
+	if _, err := testhost.RunT(10*time.Second, "ip", "-n", h.Outside.NetNS, "-6", "addr", "add", outsideLink6+"/64", "dev", outsidePeerLink, "nodad"); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_, _ = runT(10*time.Second, "ip", "-n", h.Outside.NetNS, "-6", "addr", "del", outsideLink6+"/64", "dev", outsidePeerLink)
+		_, _ = testhost.RunT(10*time.Second, "ip", "-n", h.Outside.NetNS, "-6", "addr", "del", outsideLink6+"/64", "dev", outsidePeerLink)
 	})
 }
 
@@ -235,7 +236,7 @@ func TestIPv6Isolation(t *testing.T) {
 func turnOnIPv6(t testing.TB, h *Host, ctr string) {
 	t.Helper()
 	pid := h.Docker(t, "inspect", "-f", "{{.State.Pid}}", ctr)
-	if out, err := runT(30*time.Second, "nsenter", "--target", pid, "--net", "--", "sh", "-c",
+	if out, err := testhost.RunT(30*time.Second, "nsenter", "--target", pid, "--net", "--", "sh", "-c",
 		"echo 0 > /proc/sys/net/ipv6/conf/all/disable_ipv6 && echo 0 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6"); err != nil {
 		t.Fatalf("turning IPv6 on in %s: %v\n%s", ctr, err, out)
 	}
@@ -352,11 +353,11 @@ func TestIPv6EgressAndPublish(t *testing.T) {
 	AssertAnswer(t, out, "tcp", hostPort(hostLink6, 18502), "v5-b "+outsideLink6)
 	AssertAnswer(t, host, "tcp", hostPort("::1", 18502), "v5-b "+gw.String())
 	// The container port itself is not open to hosts that route to it.
-	if _, err := runT(10*time.Second, "ip", "-n", h.Outside.NetNS, "-6", "route", "add", "fdee:6e2e:5::/64", "via", hostLink6); err != nil {
+	if _, err := testhost.RunT(10*time.Second, "ip", "-n", h.Outside.NetNS, "-6", "route", "add", "fdee:6e2e:5::/64", "via", hostLink6); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_, _ = runT(10*time.Second, "ip", "-n", h.Outside.NetNS, "-6", "route", "del", "fdee:6e2e:5::/64")
+		_, _ = testhost.RunT(10*time.Second, "ip", "-n", h.Outside.NetNS, "-6", "route", "del", "fdee:6e2e:5::/64")
 	})
 	AssertNoAnswer(t, out, "tcp", hostPort(h.ContainerIPv6(t, "v5-b", "v5-net").String(), 80))
 }
@@ -374,11 +375,11 @@ func TestIPv6GatewayModeRouted(t *testing.T) {
 	gw := h.Gateway6(t, "v6-a", "v6-net")
 	h.AssertPing6(t, "v6-a", gw.String())
 	h.AssertNoPing6(t, "v6-a", outsideLink6)
-	if _, err := runT(10*time.Second, "ip", "-n", h.Outside.NetNS, "-6", "route", "add", "fdee:6e2e:6::/64", "via", hostLink6); err != nil {
+	if _, err := testhost.RunT(10*time.Second, "ip", "-n", h.Outside.NetNS, "-6", "route", "add", "fdee:6e2e:6::/64", "via", hostLink6); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_, _ = runT(10*time.Second, "ip", "-n", h.Outside.NetNS, "-6", "route", "del", "fdee:6e2e:6::/64")
+		_, _ = testhost.RunT(10*time.Second, "ip", "-n", h.Outside.NetNS, "-6", "route", "del", "fdee:6e2e:6::/64")
 	})
 	h.AssertPing6(t, "v6-a", outsideLink6)
 }

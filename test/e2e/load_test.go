@@ -22,6 +22,7 @@ import (
 	"time"
 
 	weftplugin "github.com/weftnet/weft/plugin"
+	"github.com/weftnet/weft/test/testhost"
 )
 
 // The reliability suite's load scenario ("nothing gets in, nothing is
@@ -116,7 +117,7 @@ func TestLoadParallelRuns(t *testing.T) {
 	before := h.Snapshot(t)
 	base := h.WeftState(t)
 	poolID := poolOf(t, base, subnet)
-	weftCPU0 := procCPU(h.weft.pid())
+	weftCPU0 := procCPU(h.weft.PID())
 
 	var (
 		startTimes []time.Duration
@@ -222,7 +223,7 @@ func TestLoadParallelRuns(t *testing.T) {
 		// where the cycle started. On a loaded machine (two suites on two
 		// cores) that exit handling alone can take longer than a whole
 		// cycle takes on an idle one: the deadline is loadSettle.
-		if err := poll(loadSettle, func() error {
+		if err := testhost.Poll(loadSettle, func() error {
 			left, err := api.networkAddrs(netName)
 			if err != nil {
 				return err
@@ -241,7 +242,7 @@ func TestLoadParallelRuns(t *testing.T) {
 		}
 	}
 	elapsed := time.Since(wall)
-	weftCPU := procCPU(h.weft.pid()) - weftCPU0
+	weftCPU := procCPU(h.weft.PID()) - weftCPU0
 
 	// Kernel objects and weft's state are back where they were.
 	leaked := h.leftovers(before)
@@ -256,12 +257,12 @@ func TestLoadParallelRuns(t *testing.T) {
 	removeNet := func() error {
 		_, stderr, err := h.DockerErr("network", "rm", netName)
 		if err != nil && !strings.Contains(stderr, "has active endpoints") {
-			return retryStop(err)
+			return testhost.RetryStop(err)
 		}
 		return err
 	}
 	rmStart := time.Now()
-	rmErr := poll(time.Minute, removeNet)
+	rmErr := testhost.Poll(time.Minute, removeNet)
 	// Docker before 28.1 keeps that count in its store with a lost-update
 	// race (libnetwork's endpointCnt.atomicIncDecEpCnt reloads the shared
 	// count on a conflicting write and drops a concurrent decrement; 28.1
@@ -274,10 +275,10 @@ func TestLoadParallelRuns(t *testing.T) {
 	// restart dockerd and require the removal then.
 	if rmErr != nil && strings.Contains(rmErr.Error(), "has active endpoints") && !engineAtLeast(t, h, 28, 1) {
 		if left, err := api.networkAddrs(netName); err == nil && len(left) == 0 && len(leaked) == 0 {
-			mark := fileSize(filepath.Join(h.Dir, "dockerd.log"))
+			mark := testhost.FileSize(filepath.Join(h.Dir, "dockerd.log"))
 			h.StopDockerd(t)
 			h.StartDockerd(t)
-			rmErr = poll(loadSettle, removeNet)
+			rmErr = testhost.Poll(loadSettle, removeNet)
 			fixed := "(dockerd logged no fix)"
 			for _, l := range strings.Split(tailFrom(filepath.Join(h.Dir, "dockerd.log"), mark, 1000), "\n") {
 				if strings.Contains(l, "inconsistent endpoint_cnt") {
@@ -387,7 +388,7 @@ func (h *Host) checkWeftUse(base *weftplugin.State, poolID string, n int) error 
 // AssertNothingNew), waiting a few seconds for asynchronous removals.
 func (h *Host) leftovers(before snapshot) []string {
 	var diff []string
-	err := poll(10*time.Second, func() error {
+	err := testhost.Poll(10*time.Second, func() error {
 		now, err := h.snapshot()
 		if err != nil {
 			return err

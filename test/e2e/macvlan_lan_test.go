@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/weftnet/weft/test/testhost"
 )
 
 // LAN is a test "LAN" for the macvlan tests: a network namespace
@@ -55,13 +57,13 @@ func newLAN(t *testing.T, tag string, router netip.Prefix, mtu int, beyond bool)
 	l := &LAN{NetNS: nsPrefix + "lan-" + tag, Prefix: router.Masked(), Router: router.Addr(), MTU: mtu}
 	// A crashed earlier run of this test may have left it (the suite's
 	// start-up cleanup removes its prefix's namespaces too).
-	_ = killNetNS(l.NetNS)
-	_ = deleteNetNS(l.NetNS)
+	_ = testhost.KillNetNS(l.NetNS)
+	_ = testhost.DeleteNetNS(l.NetNS)
 	t.Cleanup(func() {
 		if cfg.keep {
 			return
 		}
-		if err := errors.Join(killNetNS(l.NetNS), deleteNetNS(l.NetNS)); err != nil {
+		if err := errors.Join(testhost.KillNetNS(l.NetNS), testhost.DeleteNetNS(l.NetNS)); err != nil {
 			t.Errorf("removing LAN %s: %v", l.NetNS, err)
 		}
 	})
@@ -77,7 +79,7 @@ func newLAN(t *testing.T, tag string, router netip.Prefix, mtu int, beyond bool)
 		steps = append(steps, []string{"ip", "-n", l.NetNS, "addr", "add", lanBeyond + "/32", "dev", "lo"})
 	}
 	for _, s := range steps {
-		if _, err := runT(30*time.Second, s...); err != nil {
+		if _, err := testhost.RunT(30*time.Second, s...); err != nil {
 			t.Fatalf("creating LAN %s: %v", l.NetNS, err)
 		}
 	}
@@ -110,7 +112,7 @@ func (l *LAN) Attach(t *testing.T, h *Host, parent string) {
 		{"ip", "-n", h.NetNS, "link", "set", parent, "up"},
 	}
 	for _, s := range steps {
-		if _, err := runT(30*time.Second, s...); err != nil {
+		if _, err := testhost.RunT(30*time.Second, s...); err != nil {
 			t.Fatalf("attaching host %s to LAN %s: %v", h.Name, l.NetNS, err)
 		}
 	}
@@ -118,7 +120,7 @@ func (l *LAN) Attach(t *testing.T, h *Host, parent string) {
 
 // ns runs a command in the LAN's namespace.
 func (l *LAN) ns(argv ...string) (string, error) {
-	return runT(30*time.Second, append([]string{"nsenter", "--net=/var/run/netns/" + l.NetNS, "--"}, argv...)...)
+	return testhost.RunT(30*time.Second, append([]string{"nsenter", "--net=/var/run/netns/" + l.NetNS, "--"}, argv...)...)
 }
 
 // AssertPing fails the test unless the LAN's router/server can ping target
@@ -169,15 +171,15 @@ func (l *LAN) NeighMAC(t testing.TB, ip string) string {
 // by trying it on a throwaway veth in the LAN's namespace.
 func (l *LAN) kernelHas8021Q(t testing.TB) bool {
 	t.Helper()
-	if _, err := runT(30*time.Second, "ip", "-n", l.NetNS, "link", "add", "probe0", "type", "veth", "peer", "name", "probe1"); err != nil {
+	if _, err := testhost.RunT(30*time.Second, "ip", "-n", l.NetNS, "link", "add", "probe0", "type", "veth", "peer", "name", "probe1"); err != nil {
 		t.Fatal(err)
 	}
 	defer func() {
-		if _, err := runT(30*time.Second, "ip", "-n", l.NetNS, "link", "del", "probe0"); err != nil {
+		if _, err := testhost.RunT(30*time.Second, "ip", "-n", l.NetNS, "link", "del", "probe0"); err != nil {
 			t.Error(err)
 		}
 	}()
-	_, err := runT(30*time.Second, "ip", "-n", l.NetNS, "link", "add", "link", "probe0", "name", "probe0.7", "type", "vlan", "id", "7")
+	_, err := testhost.RunT(30*time.Second, "ip", "-n", l.NetNS, "link", "add", "link", "probe0", "name", "probe0.7", "type", "vlan", "id", "7")
 	return err == nil
 }
 
@@ -271,7 +273,7 @@ func hostLinkNames(t testing.TB, h *Host) []string {
 func containerLink(t testing.TB, h *Host, ctr, dev string) ipLink {
 	t.Helper()
 	pid := h.Docker(t, "inspect", "-f", "{{.State.Pid}}", ctr)
-	out, err := runT(30*time.Second, "nsenter", "--target", pid, "--net", "--", "ip", "-d", "-j", "link", "show", "dev", dev)
+	out, err := testhost.RunT(30*time.Second, "nsenter", "--target", pid, "--net", "--", "ip", "-d", "-j", "link", "show", "dev", dev)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,7 +311,7 @@ func macvlanObjects(h *Host) ([]string, error) {
 func assertNoNewMacvlanObjects(t testing.TB, h *Host, before []string, what string) {
 	t.Helper()
 	var extra []string
-	err := poll(5*time.Second, func() error {
+	err := testhost.Poll(5*time.Second, func() error {
 		now, err := macvlanObjects(h)
 		if err != nil {
 			return err

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/weftnet/weft/test/testhost"
 )
 
 // The macvlan mode (-o mode=macvlan, dataplane/macvlan) end to end. Each test
@@ -384,7 +386,7 @@ func TestMacvlanPassthru(t *testing.T) {
 	// The refused container exists (created, never started).
 	_, _, _ = h.DockerErr("rm", "-f", "mv7-b")
 	h.Docker(t, "rm", "-f", "mv7-a")
-	if err := poll(5*time.Second, func() error {
+	if err := testhost.Poll(5*time.Second, func() error {
 		if l, _ := hostLink(t, h, "lanp0"); l.Address != mac {
 			return fmt.Errorf("parent lanp0 has MAC %s; want its own back, %s", l.Address, mac)
 		}

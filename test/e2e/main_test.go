@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/test/flock"
+	"github.com/weftnet/weft/test/testhost"
 )
 
 // cfg is the suite's configuration, from the environment (package doc).
@@ -72,7 +73,7 @@ func runSuite(m *testing.M) int {
 		code = 1
 	}
 	if suiteErr == nil && !cfg.keep {
-		if err := removeAllUnder(cfg.dir); err != nil {
+		if err := testhost.RemoveAllUnder(cfg.dir); err != nil {
 			fmt.Fprintln(os.Stderr, "e2e:", err)
 			code = 1
 		}
@@ -153,7 +154,7 @@ func setupSuite() (*os.File, error) {
 			return nil, fmt.Errorf("WEFT_E2E_DIR=%s is in use by the running e2e run of prefix %s: give this run its own directory", cfg.dir, other)
 		}
 	}
-	if err := cleanupStale(cfg.dir); err != nil {
+	if err := testhost.CleanupStale(nsPrefix, cfg.dir); err != nil {
 		return lock, fmt.Errorf("removing an earlier run's leftovers: %w", err)
 	}
 	if err := os.MkdirAll(filepath.Join(cfg.dir, "bin"), 0o755); err != nil {
@@ -170,14 +171,14 @@ func setupSuite() (*os.File, error) {
 	if cfg.weftBin == "" {
 		cfg.weftBin = filepath.Join(cfg.dir, "bin", "weft")
 		// The test runs in test/e2e; the module root is two levels up.
-		if out, err := runT(5*time.Minute, "go", "build", "-o", cfg.weftBin, "../.."); err != nil {
+		if out, err := testhost.RunT(5*time.Minute, "go", "build", "-o", cfg.weftBin, "../.."); err != nil {
 			return lock, fmt.Errorf("building weft: %w\n%s", err, out)
 		}
 	}
 	if cfg.weftBin, err = filepath.Abs(cfg.weftBin); err != nil {
 		return lock, err
 	}
-	if _, err := runT(10*time.Second, cfg.weftBin, "version"); err != nil {
+	if _, err := testhost.RunT(10*time.Second, cfg.weftBin, "version"); err != nil {
 		return lock, fmt.Errorf("weft version: %w", err)
 	}
 	return lock, nil

@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/weftnet/weft/test/testhost"
 )
 
 // The managed plugin's end-to-end set-up (managed_test.go has the tests):
@@ -38,7 +40,7 @@ import (
 //     Dockerfile's apt-get and `go mod download` reach the package
 //     registries) with its networking off (--bridge none, --iptables=false,
 //     --ip-forward=false: it changes nothing in the machine's network) and a
-//     private mount namespace (a private /run, see holderScript).
+//     private mount namespace (a private /run, see testhost.HolderScript).
 //     scripts/build-plugin.sh builds the plugin into it (the first tag
 //     from the Dockerfile alone, the second with --binary and a weft built
 //     by the test), pushes it to the registry and the local copy is
@@ -72,7 +74,7 @@ func managedRef(tag string) string { return managedRepo() + ":" + tag }
 // ---- registry
 
 // registry is a docker-registry process the test started.
-type registry struct{ p *proc }
+type registry struct{ p *testhost.Proc }
 
 // startRegistry starts the registry on 127.0.0.1:PORT (registryAddr) with
 // storage under WEFT_E2E_DIR/registry (kept for the whole run, so what the
@@ -85,7 +87,7 @@ func startRegistry(t *testing.T) *registry {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := r.p.stop(10 * time.Second); err != nil {
+		if err := r.p.Stop(10 * time.Second); err != nil {
 			t.Errorf("stopping the registry: %v", err)
 		}
 	})
@@ -162,15 +164,15 @@ health:
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	p, err := startProc("registry", filepath.Join(dir, "registry.log"), filepath.Join(dir, "registry.pid"), bin, "serve", confPath)
+	p, err := testhost.StartProc("registry", filepath.Join(dir, "registry.log"), filepath.Join(dir, "registry.pid"), bin, "serve", confPath)
 	if err != nil {
 		return nil, err
 	}
 	r := &registry{p: p}
 	client := &http.Client{Timeout: 2 * time.Second}
-	err = poll(20*time.Second, func() error {
-		if !p.alive() {
-			return retryStop(fmt.Errorf("registry: %w: %s", p.exitErr(), tailFrom(p.log, 0, 20)))
+	err = testhost.Poll(20*time.Second, func() error {
+		if !p.Alive() {
+			return testhost.RetryStop(fmt.Errorf("registry: %w: %s", p.ExitErr(), tailFrom(p.LogPath(), 0, 20)))
 		}
 		resp, err := client.Get("http://" + addr + "/v2/")
 		if err != nil {
@@ -178,7 +180,7 @@ health:
 		}
 		_ = resp.Body.Close()
 		if got := resp.Header.Get("X-Weft-E2e"); got != token {
-			return retryStop(fmt.Errorf("something else answers on %s (%s, header X-Weft-E2e %q)", addr, resp.Status, got))
+			return testhost.RetryStop(fmt.Errorf("something else answers on %s (%s, header X-Weft-E2e %q)", addr, resp.Status, got))
 		}
 		if resp.StatusCode != http.StatusOK {
 			return fmt.Errorf("registry /v2/: %s", resp.Status)
@@ -186,7 +188,7 @@ health:
 		return nil
 	})
 	if err != nil {
-		_ = p.stop(5 * time.Second)
+		_ = p.Stop(5 * time.Second)
 		return nil, err
 	}
 	return r, nil
@@ -233,9 +235,9 @@ func buildAndPush() (log []string, err error) {
 	}
 	// dockerd itself is the process that stays (exec), so the pidfile and
 	// its command line (which names WEFT_E2E_DIR) let a later run's stale
-	// clean-up find it. A private /run (holderScript) keeps its plugin
-	// directory and containerd directory off the machine's.
-	argv := []string{"unshare", "--mount", "--propagation", "slave", "--", "sh", "-c", holderScript(`"$@"`), "sh",
+	// clean-up find it. A private /run (testhost.HolderScript) keeps its
+	// plugin directory and containerd directory off the machine's.
+	argv := []string{"unshare", "--mount", "--propagation", "slave", "--", "sh", "-c", testhost.HolderScript(cfg.prefix, `"$@"`), "sh",
 		cfg.dockerd,
 		"--config-file", filepath.Join(dir, "daemon.json"),
 		"--data-root", filepath.Join(dir, "data"),
@@ -245,19 +247,19 @@ func buildAndPush() (log []string, err error) {
 		"--cgroup-parent", "/" + nsPrefix + "builder",
 	}
 	argv = append(argv, cfg.dockerdArgs...)
-	p, err := startProc("builder dockerd", filepath.Join(dir, "dockerd.log"), filepath.Join(dir, "builder.pid"), argv...)
+	p, err := testhost.StartProc("builder dockerd", filepath.Join(dir, "dockerd.log"), filepath.Join(dir, "builder.pid"), argv...)
 	if err != nil {
 		return nil, err
 	}
 	defer func() {
-		if serr := p.stop(60 * time.Second); serr != nil && err == nil {
+		if serr := p.Stop(60 * time.Second); serr != nil && err == nil {
 			err = fmt.Errorf("stopping the builder: %w", serr)
 		}
-		if cerr := removeCgroups(nsPrefix + "builder"); cerr != nil && err == nil {
+		if cerr := testhost.RemoveCgroups(nsPrefix + "builder"); cerr != nil && err == nil {
 			err = cerr
 		}
 	}()
-	b := &Host{Name: "builder", Dir: dir, Sock: sock}
+	b := &Host{Name: "builder", Machine: testhost.Machine{Dir: dir, Sock: sock, Dockerd: p}}
 	// The builds compile weft: one run's at a time on the machine
 	// (heavyLockPath).
 	waited, release := heavySection()
@@ -265,19 +267,7 @@ func buildAndPush() (log []string, err error) {
 	if waited > time.Second {
 		log = append(log, fmt.Sprintf("waited %s for another e2e run's heavy section (%s) to end", waited.Round(time.Second), heavyLockPath))
 	}
-	client := b.dockerHTTP()
-	err = poll(60*time.Second, func() error {
-		if !p.alive() {
-			return retryStop(fmt.Errorf("builder dockerd: %w; last lines of %s:\n%s", p.exitErr(), p.log, tailFrom(p.log, 0, 30)))
-		}
-		resp, err := client.Get("http://docker/_ping")
-		if err != nil {
-			return err
-		}
-		_ = resp.Body.Close()
-		return nil
-	})
-	if err != nil {
+	if err := b.WaitDockerd(60 * time.Second); err != nil {
 		return nil, err
 	}
 
@@ -358,8 +348,7 @@ func newManagedHost(t *testing.T, name string, opt managedHostOptions) *Host {
 		opt.tag = managedTag1
 	}
 	mp := &managedPlugin{ref: managedRef(opt.tag)}
-	h := &Host{Name: name, NetNS: nsPrefix + name, Dir: filepath.Join(cfg.dir, name), plugin: mp}
-	h.Sock = filepath.Join(h.Dir, "docker.sock")
+	h := &Host{Name: name, Machine: testhost.NewMachine(nsPrefix+name, filepath.Join(cfg.dir, name)), plugin: mp}
 	t.Cleanup(func() {
 		if err := h.close(); err != nil {
 			t.Errorf("tearing down host %s: %v", name, err)
@@ -396,13 +385,10 @@ func (m *managedPlugin) setUp(h *Host, dockerdEnv []string) error {
 			return err
 		}
 	}
-	if _, err := runT(10*time.Second, "ip", "netns", "add", h.NetNS); err != nil {
-		return err
-	}
 	if err := h.initNetNS(); err != nil {
 		return err
 	}
-	if err := h.startHolder(); err != nil {
+	if err := h.StartHolder(cfg.prefix); err != nil {
 		return err
 	}
 	fwd, err := forwardLoopback("/var/run/netns/"+h.NetNS, registryAddr)
@@ -413,7 +399,7 @@ func (m *managedPlugin) setUp(h *Host, dockerdEnv []string) error {
 	if err := h.startDockerdEnv(dockerdEnv); err != nil {
 		return err
 	}
-	if _, err := runT(2*time.Minute, "../image/mkimage.sh", "-H", "unix://"+h.Sock, testImage); err != nil {
+	if _, err := testhost.RunT(2*time.Minute, "../image/mkimage.sh", "-H", "unix://"+h.Sock, testImage); err != nil {
 		return fmt.Errorf("importing the test image: %w", err)
 	}
 	return nil
@@ -425,30 +411,15 @@ func (h *Host) startDockerdEnv(extra []string) error {
 	if len(extra) == 0 {
 		return h.startDockerd()
 	}
-	conf := fmt.Sprintf(`{"live-restore": false, "deprecated-key-path": %q}`+"\n", filepath.Join(h.Dir, "key.json"))
-	if err := os.WriteFile(filepath.Join(h.Dir, "daemon.json"), []byte(conf), 0o644); err != nil {
+	if err := h.WriteDaemonConfig(false); err != nil {
 		return err
 	}
 	argv := h.dockerdArgv()
 	i := slices.Index(argv, cfg.dockerd)
-	argv = slices.Concat(argv[:i], []string{"env"}, extra, argv[i:])
-	p, err := startProc("dockerd", filepath.Join(h.Dir, "dockerd.log"), "", argv...)
-	if err != nil {
+	if err := h.SpawnDockerd(slices.Concat(argv[:i], []string{"env"}, extra, argv[i:])); err != nil {
 		return err
 	}
-	h.dockerd = p
-	client := h.dockerHTTP()
-	return poll(60*time.Second, func() error {
-		if !p.alive() {
-			return retryStop(fmt.Errorf("dockerd: %w; last lines of %s:\n%s", p.exitErr(), p.log, tailFrom(p.log, 0, 30)))
-		}
-		resp, err := client.Get("http://docker/_ping")
-		if err != nil {
-			return err
-		}
-		_ = resp.Body.Close()
-		return nil
-	})
+	return h.waitDockerd()
 }
 
 // Install runs docker plugin install from the registry with the given
@@ -488,7 +459,7 @@ func (m *managedPlugin) kill(h *Host) error {
 	if err != nil {
 		return err
 	}
-	return killPIDs([]int{pid})
+	return testhost.KillPIDs([]int{pid})
 }
 
 // stop has nothing to do: dockerd stops its plugins when it stops, and the
@@ -512,7 +483,7 @@ func (m *managedPlugin) id(h *Host) (string, error) {
 // waitReady waits until the plugin is enabled, its process runs and its
 // socket answers NetworkDriver.GetCapabilities.
 func (m *managedPlugin) waitReady(h *Host) error {
-	return poll(30*time.Second, func() error {
+	return testhost.Poll(30*time.Second, func() error {
 		ok, err := m.enabled(h)
 		if err != nil {
 			return err
@@ -536,7 +507,7 @@ func (m *managedPlugin) socket(h *Host) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	for _, dir := range []string{filepath.Join(h.pluginDir(), id), filepath.Join(h.Dir, "exec", "plugins", id)} {
+	for _, dir := range []string{filepath.Join(h.PluginDir(), id), filepath.Join(h.Dir, "exec", "plugins", id)} {
 		p := filepath.Join(dir, "weft.sock")
 		if st, err := os.Stat(p); err == nil && st.Mode()&os.ModeSocket != 0 {
 			return p, nil
@@ -596,7 +567,7 @@ func (m *managedPlugin) pid(h *Host) (int, error) {
 }
 
 func weftPIDs(h *Host) ([]int, error) {
-	out, err := runT(10*time.Second, "ip", "netns", "pids", h.NetNS)
+	out, err := testhost.RunT(10*time.Second, "ip", "netns", "pids", h.NetNS)
 	if err != nil {
 		return nil, err
 	}
@@ -607,7 +578,7 @@ func weftPIDs(h *Host) ([]int, error) {
 			continue
 		}
 		cmd, _ := os.ReadFile("/proc/" + f + "/cmdline")
-		if string(cmd) == "/usr/bin/weft\x00serve\x00" && pidAlive(pid) {
+		if string(cmd) == "/usr/bin/weft\x00serve\x00" && testhost.PIDAlive(pid) {
 			pids = append(pids, pid)
 		}
 	}
@@ -698,7 +669,7 @@ func (m *managedPlugin) listenDelay(h *Host) (time.Duration, error) {
 		return 0, err
 	}
 	var d time.Duration
-	err = poll(10*time.Second, func() error {
+	err = testhost.Poll(10*time.Second, func() error {
 		pid, err := m.pid(h)
 		if err != nil {
 			return err

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/weftnet/weft/test/testhost"
 )
 
 // The managed plugin, end to end (set-up in managed_host_test.go): built by
@@ -153,7 +155,7 @@ func TestManagedDisableEnableSet(t *testing.T) {
 		t.Logf("as expected, disable without -f was refused: %s", stderr)
 	}
 	id, _ := p.id(h)
-	mark := fileSize(filepath.Join(h.Dir, "dockerd.log"))
+	mark := testhost.FileSize(filepath.Join(h.Dir, "dockerd.log"))
 	h.Docker(t, "plugin", "disable", "-f", p.ref)
 	if pids, _ := weftPIDs(h); len(pids) != 0 {
 		t.Errorf("weft still runs after disable: %v", pids)
@@ -217,7 +219,7 @@ func TestManagedUpgrade(t *testing.T) {
 		t.Errorf("weft did not log version=%s", managedTag1)
 	}
 
-	mark := fileSize(filepath.Join(h.Dir, "dockerd.log"))
+	mark := testhost.FileSize(filepath.Join(h.Dir, "dockerd.log"))
 	h.Docker(t, "plugin", "disable", "-f", p.ref)
 	h.Docker(t, "plugin", "upgrade", "--grant-all-permissions", "--skip-remote-check", p.ref, managedRef(managedTag2))
 	h.Docker(t, "plugin", "set", p.ref, "state.source="+p.stateDir)
@@ -323,7 +325,7 @@ func TestManagedDockerdRestart(t *testing.T) {
 	if pids, _ := weftPIDs(h); len(pids) != 0 {
 		t.Errorf("weft still runs after dockerd stopped: %v", pids)
 	}
-	mark := fileSize(filepath.Join(h.Dir, "dockerd.log"))
+	mark := testhost.FileSize(filepath.Join(h.Dir, "dockerd.log"))
 	h.StartDockerd(t)
 	if err := p.waitReady(h); err != nil {
 		t.Fatal(err)
@@ -337,7 +339,7 @@ func TestManagedDockerdRestart(t *testing.T) {
 		}
 	}
 	for _, c := range []string{"mr-1", "mr-2"} {
-		err := poll(60*time.Second, func() error {
+		err := testhost.Poll(60*time.Second, func() error {
 			if s := h.Docker(t, "inspect", "-f", "{{.State.Running}}", c); s != "true" {
 				return fmt.Errorf("container %s is not running", c)
 			}
@@ -381,7 +383,7 @@ func TestManagedPluginKilled(t *testing.T) {
 	}
 	h.KillWeft(t)
 	h.AssertPing(t, "mk-1", "mk-2")
-	err = poll(30*time.Second, func() error {
+	err = testhost.Poll(30*time.Second, func() error {
 		pid, err := p.pid(h)
 		if err != nil {
 			return err

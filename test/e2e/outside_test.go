@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/weftnet/weft/test/testhost"
 )
 
 // Outside is a host "beyond" a test host: its own network namespace, joined
@@ -37,12 +39,12 @@ func newOutside(h *Host) (*Outside, error) {
 		{"ip", "-n", o.NetNS, "link", "set", outsidePeerLink, "up"},
 	}
 	for _, s := range steps {
-		if _, err := runT(30*time.Second, s...); err != nil {
+		if _, err := testhost.RunT(30*time.Second, s...); err != nil {
 			return o, fmt.Errorf("creating the outside host: %w", err)
 		}
 	}
 	// The whole point: no way back to a container subnet but masquerade.
-	routes, err := runT(10*time.Second, "ip", "-n", o.NetNS, "-4", "route", "show")
+	routes, err := testhost.RunT(10*time.Second, "ip", "-n", o.NetNS, "-4", "route", "show")
 	if err != nil {
 		return o, err
 	}
@@ -55,8 +57,8 @@ func newOutside(h *Host) (*Outside, error) {
 }
 
 func (o *Outside) close() error {
-	if err := killNetNS(o.NetNS); err != nil {
+	if err := testhost.KillNetNS(o.NetNS); err != nil {
 		return err
 	}
-	return deleteNetNS(o.NetNS)
+	return testhost.DeleteNetNS(o.NetNS)
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	weftplugin "github.com/weftnet/weft/plugin"
+	"github.com/weftnet/weft/test/testhost"
 )
 
 // plugin is how weft is installed into a host's dockerd. The legacy plugin
@@ -64,23 +65,23 @@ func (l legacyPlugin) start(h *Host) error {
 // re-opening published ports). Only then is every network, container and
 // published port it had back, and tests can assert that.
 func (legacyPlugin) startWith(h *Host, bin string, env []string) error {
-	argv := append(h.inHost(), bin, "serve",
+	argv := append(h.InHost(), bin, "serve",
 		"--socket", "/run/docker/plugins/weft.sock",
 		"--state-dir", h.weftStateDir(),
 		"--log-level", cfg.logLevel,
 	)
-	p, err := startProcEnv("weft", filepath.Join(h.Dir, "weft.log"), filepath.Join(h.Dir, "weft.pid"), env, argv...)
+	p, err := testhost.StartProcEnv("weft", filepath.Join(h.Dir, "weft.log"), filepath.Join(h.Dir, "weft.pid"), env, argv...)
 	if err != nil {
 		return err
 	}
 	h.weft = p
-	sock := filepath.Join(h.pluginDir(), "weft.sock")
+	sock := filepath.Join(h.PluginDir(), "weft.sock")
 	dead := func() error {
-		return retryStop(fmt.Errorf("weft: %w; last lines of %s:\n%s", p.exitErr(), p.log, tailFrom(p.log, 0, 30)))
+		return testhost.RetryStop(fmt.Errorf("weft: %w; last lines of %s:\n%s", p.ExitErr(), p.LogPath(), tailFrom(p.LogPath(), 0, 30)))
 	}
 	// Listen first: the socket must accept within a second or two.
-	err = poll(10*time.Second, func() error {
-		if !p.alive() {
+	err = testhost.Poll(10*time.Second, func() error {
+		if !p.Alive() {
 			return dead()
 		}
 		return activate(sock)
@@ -88,8 +89,8 @@ func (legacyPlugin) startWith(h *Host, bin string, env []string) error {
 	if err != nil {
 		return err
 	}
-	return poll(60*time.Second, func() error {
-		if !p.alive() {
+	return testhost.Poll(60*time.Second, func() error {
+		if !p.Alive() {
 			return dead()
 		}
 		return weftReady(sock)
@@ -104,7 +105,7 @@ func weftReady(sock string) error {
 	var se *pluginStatusError
 	if errors.As(err, &se) {
 		if se.code == http.StatusNotFound {
-			return retryStop(fmt.Errorf("this weft does not serve %s: %w", weftplugin.StatePath, err))
+			return testhost.RetryStop(fmt.Errorf("this weft does not serve %s: %w", weftplugin.StatePath, err))
 		}
 		return nil
 	}
@@ -112,21 +113,21 @@ func weftReady(sock string) error {
 }
 
 func (legacyPlugin) socket(h *Host) (string, error) {
-	return filepath.Join(h.pluginDir(), "weft.sock"), nil
+	return filepath.Join(h.PluginDir(), "weft.sock"), nil
 }
 
 func (legacyPlugin) kill(h *Host) error {
 	if h.weft == nil {
 		return nil
 	}
-	return h.weft.kill()
+	return h.weft.Kill()
 }
 
 func (legacyPlugin) stop(h *Host) error {
 	if h.weft == nil {
 		return nil
 	}
-	return h.weft.stop(10 * time.Second)
+	return h.weft.Stop(10 * time.Second)
 }
 
 // activate does dockerd's handshake with a legacy plugin and checks that
@@ -150,7 +151,7 @@ func activate(sock string) error {
 	}
 	for _, want := range []string{"NetworkDriver", "IpamDriver"} {
 		if !strings.Contains(string(b), want) {
-			return retryStop(fmt.Errorf("Plugin.Activate answered %s: %s is missing", b, want))
+			return testhost.RetryStop(fmt.Errorf("Plugin.Activate answered %s: %s is missing", b, want))
 		}
 	}
 	return nil
@@ -177,7 +178,7 @@ func (h *Host) StartWeft(t testing.TB) {
 // on anything the tests do).
 func (h *Host) WeftAlive(t testing.TB) {
 	t.Helper()
-	if h.weft != nil && !h.weft.alive() {
-		t.Errorf("weft is not running: %v; last lines of %s:\n%s", h.weft.exitErr(), h.weft.log, tailFrom(h.weft.log, 0, 30))
+	if h.weft != nil && !h.weft.Alive() {
+		t.Errorf("weft is not running: %v; last lines of %s:\n%s", h.weft.ExitErr(), h.weft.LogPath(), tailFrom(h.weft.LogPath(), 0, 30))
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/weftnet/weft/test/nstest"
+	"github.com/weftnet/weft/test/testhost"
 )
 
 // Port publishing (`docker run -p`) through weft: from the host, from an
@@ -37,7 +38,7 @@ func echosrvBin(t testing.TB) string {
 	t.Helper()
 	echosrv.once.Do(func() {
 		echosrv.path = filepath.Join(cfg.dir, "bin", "echosrv")
-		_, echosrv.err = runT(3*time.Minute, "env", "CGO_ENABLED=0", "go", "build", "-o", echosrv.path, "./echosrv")
+		_, echosrv.err = testhost.RunT(3*time.Minute, "env", "CGO_ENABLED=0", "go", "build", "-o", echosrv.path, "./echosrv")
 	})
 	if echosrv.err != nil {
 		t.Fatalf("building echosrv: %v", echosrv.err)

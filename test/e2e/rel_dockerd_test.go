@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/weftnet/weft/test/testhost"
 )
 
 // Reliability: dockerd restarted or killed around weft.
@@ -77,7 +79,7 @@ func TestDockerdRestartWhileWeftDown(t *testing.T) {
 func (h *Host) timedStopDockerd(t testing.TB) time.Duration {
 	t.Helper()
 	t0 := time.Now()
-	if err := h.dockerd.signalAndWait(3 * time.Minute); err != nil {
+	if err := h.Dockerd.SignalAndWait(3 * time.Minute); err != nil {
 		t.Fatalf("stopping dockerd: %v", err)
 	}
 	return time.Since(t0)
@@ -167,7 +169,7 @@ func (p *pinger) read() (pingLog, error) {
 func (p *pinger) waitReplies(t testing.TB, seq int) pingLog {
 	t.Helper()
 	var l pingLog
-	err := poll(30*time.Second, func() error {
+	err := testhost.Poll(30*time.Second, func() error {
 		var err error
 		if l, err = p.read(); err != nil {
 			return err

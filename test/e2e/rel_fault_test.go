@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/weftnet/weft/test/testhost"
 )
 
 // Reliability: weft SIGKILLed at defined points inside its mutating calls.
@@ -189,12 +191,12 @@ func (h *Host) crashWeftDuring(t *testing.T, bin, point string, trigger []string
 	var res crashResult
 	finished := false
 	select {
-	case <-p.done:
+	case <-p.Done():
 	case res = <-done:
 		finished = true
 		// The command may end just before weft does (weft answered, then
 		// dies in a later call of the same command): give it a moment.
-		if err := p.wait(5 * time.Second); err != nil {
+		if err := p.Wait(5 * time.Second); err != nil {
 			t.Fatalf("crash point %s was never reached: `docker %s` ended (%v: %s) and weft is still running",
 				point, strings.Join(trigger, " "), res.err, res.stderr)
 		}
@@ -203,7 +205,7 @@ func (h *Host) crashWeftDuring(t *testing.T, bin, point string, trigger []string
 	}
 	died := time.Now()
 	if !killedBySIGKILL(p) {
-		t.Fatalf("weft with %s=%s ended, but not by SIGKILL: %v; last lines of %s:\n%s", "WEFT_CRASH_AT", point, p.exitErr(), p.log, tailFrom(p.log, 0, 20))
+		t.Fatalf("weft with %s=%s ended, but not by SIGKILL: %v; last lines of %s:\n%s", "WEFT_CRASH_AT", point, p.ExitErr(), p.LogPath(), tailFrom(p.LogPath(), 0, 20))
 	}
 	h.StartWeft(t)
 	restart := time.Since(died)
@@ -231,9 +233,9 @@ func (h *Host) ContainerGateway(t testing.TB, ctr, net string) netip.Addr {
 }
 
 // killedBySIGKILL reports whether the (ended) process died of SIGKILL.
-func killedBySIGKILL(p *proc) bool {
+func killedBySIGKILL(p *testhost.Proc) bool {
 	var ee *exec.ExitError
-	if !errors.As(p.err, &ee) {
+	if !errors.As(p.ExitErr(), &ee) {
 		return false
 	}
 	ws, ok := ee.Sys().(syscall.WaitStatus)
@@ -261,7 +263,7 @@ func (h *Host) restartWeftWith(t testing.TB, bin string, env ...string) {
 func (h *Host) waitNoReservations(t testing.TB) {
 	t.Helper()
 	var n int
-	err := poll(30*time.Second, func() error {
+	err := testhost.Poll(30*time.Second, func() error {
 		st, err := h.weftState()
 		if err != nil {
 			return err
@@ -308,7 +310,7 @@ func weftFaultBin(t *testing.T) string {
 	faultBuild.once.Do(func() {
 		bin := filepath.Join(cfg.dir, "bin", "weft-fault")
 		// The test runs in test/e2e; the module root is two levels up.
-		if out, err := runT(5*time.Minute, "go", "build", "-tags", "weftfault", "-o", bin, "../.."); err != nil {
+		if out, err := testhost.RunT(5*time.Minute, "go", "build", "-tags", "weftfault", "-o", bin, "../.."); err != nil {
 			faultBuild.err = fmt.Errorf("building weft with -tags weftfault: %w\n%s", err, out)
 			return
 		}

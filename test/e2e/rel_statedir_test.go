@@ -173,7 +173,7 @@ func TestStateDirFullOrReadOnly(t *testing.T) {
 func (h *Host) stateDirFree(t testing.TB) uint64 {
 	t.Helper()
 	var st syscall.Statfs_t
-	p := filepath.Join("/proc", strconv.Itoa(h.holder.pid()), "root", h.weftStateDir())
+	p := filepath.Join("/proc", strconv.Itoa(h.Holder.PID()), "root", h.weftStateDir())
 	if err := syscall.Statfs(p, &st); err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/test/nstest"
+	"github.com/weftnet/weft/test/testhost"
 )
 
 // The reliability suite's security checks ("nothing gets in"). Each negative
@@ -108,7 +109,7 @@ func TestSecurityInternal(t *testing.T) {
 
 	outCount := func(v6 bool) func() (int, error) {
 		return func() (int, error) {
-			return inEchos(runT(10*time.Second, "nsenter", "--net=/var/run/netns/"+h.Outside.NetNS, "--", "cat", snmpFile(v6)))
+			return inEchos(testhost.RunT(10*time.Second, "nsenter", "--net=/var/run/netns/"+h.Outside.NetNS, "--", "cat", snmpFile(v6)))
 		}
 	}
 	ctrCount := func(ctr string, v6 bool) func() (int, error) {
@@ -162,7 +163,7 @@ func assertEchoesBlocked(t *testing.T, what string, count func() (int, error), p
 		t.Fatalf("%s: control: %v", what, err)
 	}
 	var got int
-	err = poll(10*time.Second, func() error {
+	err = testhost.Poll(10*time.Second, func() error {
 		c, err := count()
 		if err != nil {
 			return err
@@ -272,10 +273,10 @@ func bridgeAddr6(t *testing.T, h *Host, dev string) netip.Addr {
 // in the outside host, until the test ends.
 func (h *Host) outsideRoute(t *testing.T, subnet, via string) {
 	t.Helper()
-	if _, err := runT(10*time.Second, "ip", "-n", h.Outside.NetNS, "route", "add", subnet, "via", via); err != nil {
+	if _, err := testhost.RunT(10*time.Second, "ip", "-n", h.Outside.NetNS, "route", "add", subnet, "via", via); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _, _ = runT(10*time.Second, "ip", "-n", h.Outside.NetNS, "route", "del", subnet) })
+	t.Cleanup(func() { _, _ = testhost.RunT(10*time.Second, "ip", "-n", h.Outside.NetNS, "route", "del", subnet) })
 }
 
 // TestSecurityLoopbackPublish: a port published on a loopback address
@@ -364,7 +365,7 @@ func TestSecurityPluginSocket(t *testing.T) {
 	// The unprivileged client runs in the host's mount namespace, where the
 	// socket is /run/docker/plugins/weft.sock (the test process reaches it
 	// through /proc, which another user cannot).
-	ctl := filepath.Join(h.pluginDir(), "e2e-unprivileged-control")
+	ctl := filepath.Join(h.PluginDir(), "e2e-unprivileged-control")
 	ln, err := net.Listen("unix", ctl)
 	if err != nil {
 		t.Fatal(err)
@@ -384,9 +385,9 @@ func TestSecurityPluginSocket(t *testing.T) {
 		}
 	}()
 	asNobody := func(path string) (string, error) {
-		argv := append(h.inHost(), "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+		argv := append(h.InHost(), "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
 			echosrvBin(t), "dial", "unix", path)
-		return runT(30*time.Second, argv...)
+		return testhost.RunT(30*time.Second, argv...)
 	}
 	if out, err := asNobody("/run/docker/plugins/" + filepath.Base(ctl)); err != nil || strings.TrimSpace(out) != "control" {
 		t.Fatalf("control: uid 65534 cannot use a socket of mode 0666 next to weft's: %q, %v", out, err)
@@ -418,7 +419,7 @@ func TestSecurityListeners(t *testing.T) {
 	if h.weft == nil {
 		t.Fatalf("WEFT_E2E_PLUGIN=%s: this test reads the legacy weft process's sockets", cfg.plugin)
 	}
-	pid := h.weft.pid()
+	pid := h.weft.PID()
 	bin, _ := filepath.EvalSymlinks(cfg.weftBin)
 	if exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe"); err != nil || exe != bin {
 		t.Fatalf("process %d is %q (%v), not weft (%s)", pid, exe, err, bin)
@@ -451,7 +452,7 @@ func TestSecurityListeners(t *testing.T) {
 
 	h.Docker(t, "rm", "-f", "sec-ls-a")
 	var got []string
-	if err := poll(10*time.Second, func() error {
+	if err := testhost.Poll(10*time.Second, func() error {
 		if got = weftListeners(t, pid); len(got) > 0 {
 			return errors.New("still listening")
 		}

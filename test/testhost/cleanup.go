@@ -1,6 +1,4 @@
-//go:build e2e
-
-package e2e
+package testhost
 
 import (
 	"bufio"
@@ -14,20 +12,31 @@ import (
 	"time"
 )
 
-// cleanupStale removes what an earlier run of the same prefix that crashed
-// (or was killed, or ran with WEFT_E2E_KEEP) left behind: processes in its
-// namespaces and cgroups (named nsPrefix*, i.e. PREFIX-*), processes
-// recorded in pidfiles under dir, the namespaces, the cgroups and dir
-// itself. Only objects named PREFIX-* or under dir are touched; runs of
-// other prefixes (running now, or crashed) are not (see defaultPrefix).
-func cleanupStale(dir string) error {
+// netnsDir is where `ip netns` keeps the named network namespaces.
+const netnsDir = "/var/run/netns"
+
+// CleanupStale removes what an earlier run that crashed (or was killed, or
+// kept its hosts on purpose) left behind: processes recorded in pidfiles
+// under dir (dir/*.pid and dir/*/*.pid), processes in the namespaces and
+// cgroups whose names start with prefix, those namespaces, those cgroups and
+// dir itself.
+//
+// Only objects named prefix* or under dir are touched, so prefix must end a
+// name space of its own: the e2e suite passes "PREFIX-" where no prefix
+// contains a "-", so that weft-e2e- never begins weft-e2e26-main, and runs of
+// other prefixes (running now, or crashed) keep theirs.
+func CleanupStale(prefix, dir string) error {
+	if prefix == "" {
+		return errors.New("CleanupStale: an empty name prefix would take every namespace")
+	}
 	var errs []error
 	// Processes recorded in pidfiles: only if their command line names a
 	// path under dir (a recycled PID belongs to someone else; a bare
 	// substring test would take /tmp/weft-e2e26/... for /tmp/weft-e2e's).
-	pidfiles, _ := filepath.Glob(filepath.Join(dir, "*", "*.pid"))
+	pidfiles, _ := filepath.Glob(filepath.Join(dir, "*.pid"))
+	deeper, _ := filepath.Glob(filepath.Join(dir, "*", "*.pid"))
 	var pids []int
-	for _, f := range pidfiles {
+	for _, f := range append(pidfiles, deeper...) {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			continue
@@ -41,35 +50,35 @@ func cleanupStale(dir string) error {
 			pids = append(pids, pid)
 		}
 	}
-	if err := killPIDs(pids); err != nil {
+	if err := KillPIDs(pids); err != nil {
 		errs = append(errs, err)
 	}
-	names, err := staleNetNS()
+	names, err := netNSWithPrefix(prefix)
 	if err != nil {
 		errs = append(errs, err)
 	}
 	for _, n := range names {
-		if err := killNetNS(n); err != nil {
+		if err := KillNetNS(n); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	cgs, _ := filepath.Glob("/sys/fs/cgroup/" + nsPrefix + "*")
-	more, _ := filepath.Glob("/sys/fs/cgroup/*/" + nsPrefix + "*")
+	cgs, _ := filepath.Glob("/sys/fs/cgroup/" + prefix + "*")
+	more, _ := filepath.Glob("/sys/fs/cgroup/*/" + prefix + "*")
 	seen := map[string]bool{}
 	for _, cg := range append(cgs, more...) {
 		if name := filepath.Base(cg); !seen[name] {
 			seen[name] = true
-			if err := removeCgroups(name); err != nil {
+			if err := RemoveCgroups(name); err != nil {
 				errs = append(errs, err)
 			}
 		}
 	}
 	for _, n := range names {
-		if err := deleteNetNS(n); err != nil {
+		if err := DeleteNetNS(n); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if err := removeAllUnder(dir); err != nil {
+	if err := RemoveAllUnder(dir); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -79,6 +88,9 @@ func cleanupStale(dir string) error {
 // separated) has an argument that is dir or a path under it, alone or as a
 // flag's value (--data-root=DIR/x, unix://DIR/docker.sock).
 func namesPathUnder(cmdline, dir string) bool {
+	if dir == "" {
+		return false
+	}
 	for _, arg := range strings.Split(cmdline, "\x00") {
 		for off := 0; ; {
 			i := strings.Index(arg[off:], dir)
@@ -96,9 +108,10 @@ func namesPathUnder(cmdline, dir string) bool {
 	return false
 }
 
-// staleNetNS lists the named namespaces the suite owns (this prefix's).
-func staleNetNS() ([]string, error) {
-	ents, err := os.ReadDir("/var/run/netns")
+// netNSWithPrefix lists the named network namespaces whose names start with
+// prefix (the caller's).
+func netNSWithPrefix(prefix string) ([]string, error) {
+	ents, err := os.ReadDir(netnsDir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -107,43 +120,63 @@ func staleNetNS() ([]string, error) {
 	}
 	var names []string
 	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), nsPrefix) {
+		if strings.HasPrefix(e.Name(), prefix) {
 			names = append(names, e.Name())
 		}
 	}
 	return names, nil
 }
 
-// killNetNS SIGKILLs every process in the named network namespace.
-func killNetNS(name string) error {
-	if _, err := os.Stat("/var/run/netns/" + name); err != nil {
+// AddNetNS creates a named network namespace with loopback up.
+func AddNetNS(name string) error {
+	if _, err := RunT(10*time.Second, "ip", "netns", "add", name); err != nil {
+		return err
+	}
+	_, err := RunT(10*time.Second, "ip", "-n", name, "link", "set", "lo", "up")
+	return err
+}
+
+// KillNetNS SIGKILLs every process in the named network namespace (never
+// this process, see KillPIDs).
+func KillNetNS(name string) error {
+	if _, err := os.Stat(filepath.Join(netnsDir, name)); err != nil {
 		return nil
 	}
 	var err error
-	for i := 0; i < 5; i++ { // shims may fork while we kill
+	for range 5 { // shims may fork while we kill
 		var out string
-		out, err = runT(30*time.Second, "ip", "netns", "pids", name)
+		out, err = RunT(30*time.Second, "ip", "netns", "pids", name)
 		if err != nil {
 			return err
 		}
-		var pids []int
-		for _, f := range strings.Fields(out) {
-			if pid, e := strconv.Atoi(f); e == nil {
-				pids = append(pids, pid)
-			}
-		}
+		pids := killable(parsePIDs(out), os.Getpid())
 		if len(pids) == 0 {
 			return nil
 		}
-		err = killPIDs(pids)
+		err = KillPIDs(pids)
 	}
 	return err
 }
 
-// removeCgroups kills the processes of the containers dockerd placed under
+// parsePIDs reads whitespace-separated PIDs (ip netns pids, cgroup.procs),
+// skipping anything else.
+func parsePIDs(s string) []int {
+	var pids []int
+	for _, f := range strings.Fields(s) {
+		if pid, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// RemoveCgroups kills the processes of the containers dockerd placed under
 // --cgroup-parent /NAME (they outlive a SIGKILLed dockerd and shim) and
 // removes those cgroups, in every hierarchy (v1 and v2).
-func removeCgroups(name string) error {
+func RemoveCgroups(name string) error {
+	if name == "" || strings.Contains(name, "/") {
+		return fmt.Errorf("RemoveCgroups: %q is not a cgroup name", name)
+	}
 	roots, _ := filepath.Glob("/sys/fs/cgroup/" + name)
 	more, _ := filepath.Glob("/sys/fs/cgroup/*/" + name)
 	roots = append(roots, more...)
@@ -157,15 +190,11 @@ func removeCgroups(name string) error {
 				return nil
 			}
 			b, _ := os.ReadFile(p)
-			for _, f := range strings.Fields(string(b)) {
-				if pid, e := strconv.Atoi(f); e == nil {
-					pids = append(pids, pid)
-				}
-			}
+			pids = append(pids, parsePIDs(string(b))...)
 			return nil
 		})
 	}
-	if err := killPIDs(pids); err != nil {
+	if err := KillPIDs(pids); err != nil {
 		return err
 	}
 	var errs []error
@@ -180,7 +209,7 @@ func removeCgroups(name string) error {
 		})
 		for i := len(dirs) - 1; i >= 0; i-- {
 			// A cgroup empties asynchronously after its last process died.
-			if err := poll(5*time.Second, func() error { return ignoreNotExist(syscall.Rmdir(dirs[i])) }); err != nil {
+			if err := Poll(5*time.Second, func() error { return ignoreNotExist(syscall.Rmdir(dirs[i])) }); err != nil {
 				errs = append(errs, fmt.Errorf("removing cgroup %s: %w", dirs[i], err))
 			}
 		}
@@ -195,21 +224,21 @@ func ignoreNotExist(err error) error {
 	return err
 }
 
-// deleteNetNS removes a named network namespace (the kernel frees it once the
+// DeleteNetNS removes a named network namespace (the kernel frees it once the
 // last process in it is gone).
-func deleteNetNS(name string) error {
-	if _, err := os.Stat("/var/run/netns/" + name); err != nil {
+func DeleteNetNS(name string) error {
+	if _, err := os.Stat(filepath.Join(netnsDir, name)); err != nil {
 		return nil
 	}
-	_, err := runT(30*time.Second, "ip", "netns", "del", name)
+	_, err := RunT(30*time.Second, "ip", "netns", "del", name)
 	return err
 }
 
-// removeAllUnder removes dir after unmounting anything still mounted under
+// RemoveAllUnder removes dir after unmounting anything still mounted under
 // it in our mount namespace (dockerd's mounts live in the holder's private
 // namespace and vanish with it, but be safe).
-func removeAllUnder(dir string) error {
-	if dir == "" || dir == "/" {
+func RemoveAllUnder(dir string) error {
+	if dir == "" || filepath.Clean(dir) == "/" {
 		return fmt.Errorf("refusing to remove %q", dir)
 	}
 	if err := unmountUnder(dir); err != nil {
@@ -230,12 +259,8 @@ func unmountUnder(dir string) error {
 	var mnts []string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 {
-			mp := fields[4]
-			if mp == dir || strings.HasPrefix(mp, dir+"/") {
-				mnts = append(mnts, mp)
-			}
+		if mp, ok := mountPointUnder(sc.Text(), dir); ok {
+			mnts = append(mnts, mp)
 		}
 	}
 	// Deepest first.
@@ -245,4 +270,15 @@ func unmountUnder(dir string) error {
 		}
 	}
 	return nil
+}
+
+// mountPointUnder returns the mount point of a /proc/self/mountinfo line
+// (field 5) if it is dir or below it.
+func mountPointUnder(line, dir string) (string, bool) {
+	fields := strings.Fields(line)
+	if len(fields) <= 4 {
+		return "", false
+	}
+	mp := fields[4]
+	return mp, mp == dir || strings.HasPrefix(mp, dir+"/")
 }
