@@ -19,6 +19,7 @@ import (
 	"github.com/weftnet/weft/dataplane/fw"
 	"github.com/weftnet/weft/dataplane/macvlan"
 	"github.com/weftnet/weft/dataplane/nl"
+	"github.com/weftnet/weft/dataplane/vxlan"
 	"github.com/weftnet/weft/ipam"
 	"github.com/weftnet/weft/plugin"
 	"github.com/weftnet/weft/store/bolt"
@@ -151,9 +152,11 @@ func start(ctx context.Context, d *plugin.Driver, st plugin.Settings, log *slog.
 		Modes: map[dataplane.ModeName]dataplane.Mode{
 			dataplane.Bridge:  bridge.New(h, firewall, log, bridgeOpts...),
 			dataplane.Macvlan: macvlan.New(h, log),
+			dataplane.Vxlan:   vxlan.New(h, log, vxlanOpts(st, firewall)...),
 		},
 		Routes:           h,
 		ReservationGrace: st.ReservationGrace,
+		LeaseTTL:         st.LeaseTTL,
 	}
 	deps.HostName, _ = os.Hostname()
 	closeCluster := func() {}
@@ -176,6 +179,17 @@ func start(ctx context.Context, d *plugin.Driver, st plugin.Settings, log *slog.
 		closeDB()
 	}
 	return closeAll, d.Start(ctx, deps)
+}
+
+// vxlanOpts are the vxlan mode's settings: the VTEP address when
+// WEFT_VTEP_ADDR gives one (else the mode uses the default route's source),
+// and the firewall for its known-VTEP filter.
+func vxlanOpts(st plugin.Settings, firewall *fw.Firewall) []vxlan.Option {
+	opts := []vxlan.Option{vxlan.WithFirewall(firewall)}
+	if st.VTEP.IsValid() {
+		opts = append(opts, vxlan.WithVTEP(st.VTEP))
+	}
+	return opts
 }
 
 // connectCluster opens the etcd store in the background, retrying with

@@ -11,6 +11,7 @@ package dataplane
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 )
@@ -128,6 +129,45 @@ type JoinInfo struct {
 	Routes      []Route
 	// DisableGatewayService stops Docker from adding docker_gwbridge.
 	DisableGatewayService bool
+}
+
+// Peer is one remote endpoint of a network that spans hosts (vxlan): a
+// container on another host, reached through that host's VTEP.
+type Peer struct {
+	// VTEP is the underlay address of the peer's host.
+	VTEP netip.Addr
+	// MAC is the endpoint's MAC address.
+	MAC net.HardwareAddr
+	// IPv4 and IPv6 are the endpoint's addresses; the zero Addr = none.
+	IPv4 netip.Addr
+	IPv6 netip.Addr
+}
+
+func (p Peer) String() string {
+	vtep := "no VTEP"
+	if p.VTEP.IsValid() {
+		vtep = p.VTEP.String()
+	}
+	s := fmt.Sprintf("%s via %s", p.MAC, vtep)
+	if p.IPv4.IsValid() {
+		s += " " + p.IPv4.String()
+	}
+	if p.IPv6.IsValid() {
+		s += " " + p.IPv6.String()
+	}
+	return s
+}
+
+// PeerSetter is implemented by modes whose networks span hosts. The control
+// plane (the plugin, following the cluster store) tells it each network's
+// remote endpoints; the mode makes the kernel hold exactly those.
+type PeerSetter interface {
+	// VTEP is this host's underlay address, which other hosts reach its
+	// containers through.
+	VTEP() (netip.Addr, error)
+	// SetPeers makes the kernel hold exactly peers for the network (which
+	// must exist on this host). Peers on this host's own VTEP are refused.
+	SetPeers(ctx context.Context, networkID string, peers []Peer) error
 }
 
 // Mode is one kernel data plane. Every method is idempotent and leaves nothing

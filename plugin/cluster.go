@@ -136,6 +136,8 @@ type pendingCluster struct {
 	Addr    netip.Addr `json:"addr,omitzero"`
 	// Unreserve: remove this host from a gateway or aux reservation.
 	Unreserve bool `json:"unreserve,omitempty"`
+	// LeaveVxlan: remove this host from a vxlan network's definition.
+	LeaveVxlan bool `json:"leave_vxlan,omitempty"`
 }
 
 // ownedAddr is the value of the local address record of an address claimed
@@ -163,6 +165,9 @@ type clusterState struct {
 	pending map[string]pendingCluster
 	// kick wakes the cluster worker (buffered, size 1).
 	kick chan struct{}
+	// vxAll are the vxlan endpoints every host published, by key
+	// (vxlanpeers.go).
+	vxAll map[string]vxlanEntry
 }
 
 type ownedRef struct {
@@ -174,6 +179,7 @@ func newClusterState() clusterState {
 	return clusterState{
 		owned: map[string]ownedRef{}, inflight: map[string]bool{}, remote: map[string]clusterAddr{},
 		foreign: map[string]bool{}, pending: map[string]pendingCluster{}, kick: make(chan struct{}, 1),
+		vxAll: map[string]vxlanEntry{},
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -60,7 +61,9 @@ func (d *Driver) waitStarted(ctx context.Context) error {
 	}
 }
 
-// clusterFollow lists, then follows the watch until it fails.
+// clusterFollow lists, then follows the watches until one fails. With a
+// vxlan mode it also holds this host's lease, publishes its vxlan endpoints
+// under it and programs the other hosts'.
 func (d *Driver) clusterFollow(ctx context.Context, cl store.Cluster) error {
 	rev, err := d.clusterSync(ctx, cl)
 	if err != nil {
@@ -70,6 +73,29 @@ func (d *Driver) clusterFollow(ctx context.Context, cl store.Cluster) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	events := cl.Watch(wctx, bucketClusterAddrs, rev+1)
+
+	var vxEvents <-chan store.WatchResponse
+	var lease store.LeaseID
+	leaseLost := make(chan error, 1)
+	vx := d.vxlanInUse()
+	if vx {
+		vrev, err := d.vxlanSync(ctx, cl)
+		if err != nil {
+			return err
+		}
+		gctx, gcancel := context.WithTimeout(ctx, clusterTimeout)
+		lease, err = cl.Grant(gctx, d.leaseTTL())
+		gcancel()
+		if err != nil {
+			return err
+		}
+		go keepLease(wctx, cl, lease, leaseLost)
+		if err := d.publishVxlan(ctx, cl, lease); err != nil {
+			return err
+		}
+		vxEvents = cl.Watch(wctx, bucketVxlanEPs, vrev+1)
+		d.programPeers(ctx)
+	}
 	resync := time.NewTicker(clusterResync)
 	defer resync.Stop()
 	for {
@@ -88,15 +114,53 @@ func (d *Driver) clusterFollow(ctx context.Context, cl store.Cluster) error {
 				d.applyClusterEventLocked(ev.Key, ev.Value)
 			}
 			d.mu.Unlock()
+		case resp, ok := <-vxEvents:
+			if !ok {
+				return errors.New("the vxlan endpoints' watch ended")
+			}
+			if resp.Err != nil {
+				return resp.Err
+			}
+			d.mu.Lock()
+			for _, ev := range resp.Events {
+				d.applyVxlanEventLocked(ev)
+			}
+			d.mu.Unlock()
+			d.programPeers(ctx)
+		case err := <-leaseLost:
+			return fmt.Errorf("this host's lease in the cluster store ended (its vxlan endpoints were withdrawn; publishing them again): %w", err)
 		case <-d.cl.kick:
 			d.flushPending(ctx, cl)
+			if vx {
+				if err := d.publishVxlan(ctx, cl, lease); err != nil {
+					d.log.Warn("publishing this host's vxlan endpoints failed; retrying", "err", err)
+				}
+				d.programPeers(ctx)
+			}
 		case <-resync.C:
 			if _, err := d.clusterSync(ctx, cl); err != nil {
 				return err
 			}
 			d.flushPending(ctx, cl)
+			if vx {
+				if _, err := d.vxlanSync(ctx, cl); err != nil {
+					return err
+				}
+				if err := d.publishVxlan(ctx, cl, lease); err != nil {
+					return err
+				}
+				d.programPeers(ctx)
+			}
 		}
 	}
+}
+
+// leaseTTL is Deps.LeaseTTL or its default.
+func (d *Driver) leaseTTL() time.Duration {
+	if d.deps.LeaseTTL > 0 {
+		return d.deps.LeaseTTL
+	}
+	return DefaultLeaseTTL
 }
 
 // clusterSync reads every claim and brings this host's view and claims in
@@ -311,8 +375,8 @@ func (d *Driver) flushPending(ctx context.Context, cl store.Cluster) {
 // flushOne carries out one pending write; it reports whether the store
 // answered (false: stop flushing, and retry later).
 func (d *Driver) flushOne(ctx context.Context, cl store.Cluster, key string, p pendingCluster) bool {
-	if p.Unreserve {
-		// Serialised with reserveForNetwork, which may cancel it.
+	if p.Unreserve || p.LeaveVxlan {
+		// Serialised with joinCluster, which may cancel it.
 		d.clMu.Lock()
 		defer d.clMu.Unlock()
 		d.mu.Lock()
@@ -331,6 +395,8 @@ func (d *Driver) flushOne(ctx context.Context, cl store.Cluster, key string, p p
 		}
 	} else if p.Unreserve {
 		err = d.unreserve(cctx, cl, key)
+	} else if p.LeaveVxlan {
+		err = d.leaveVxlan(cctx, cl, key)
 	}
 	cancel()
 	if err != nil {

@@ -63,6 +63,9 @@ type Deps struct {
 	Cluster *ClusterLink
 	// HostName names this host in cluster records, for other hosts' errors.
 	HostName string
+	// LeaseTTL is how long this host's published vxlan endpoints outlive
+	// it (WEFT_LEASE_TTL); zero means DefaultLeaseTTL.
+	LeaseTTL time.Duration
 }
 
 // networkRecord is what the store keeps per network.
@@ -79,6 +82,8 @@ type networkRecord struct {
 	// ClusterKeys are the gateway and aux addresses this network reserves
 	// in the cluster store (clusternet.go).
 	ClusterKeys []string `json:"cluster_keys,omitempty"`
+	// VxlanKey is the cluster definition of a vxlan network (vxlan.go).
+	VxlanKey string `json:"vxlan_key,omitempty"`
 }
 
 // endpointRecord is what the store keeps per endpoint.

@@ -41,6 +41,9 @@ func (d *Driver) CreateEndpoint(ctx context.Context, req *network.CreateEndpoint
 	if err := checkEndpointAddrs(n, ep); err != nil {
 		return nil, err
 	}
+	if generated && n.Mode == dataplane.Vxlan {
+		ep.MAC = vxlanMAC(ep)
+	}
 	if old, ok := d.eps[ep.ID]; ok {
 		delete(d.detached, ep.ID) // Docker is attaching it after all
 		if old.Endpoint.NetworkID != ep.NetworkID || old.Endpoint.IPv4 != ep.IPv4 || old.Endpoint.IPv6 != ep.IPv6 {
@@ -76,6 +79,9 @@ func (d *Driver) CreateEndpoint(ctx context.Context, req *network.CreateEndpoint
 	crashPoint("CreateEndpoint/saved")
 	d.claimedLocked(claims)
 	d.eps[ep.ID] = rec
+	if n.Mode == dataplane.Vxlan {
+		d.kickCluster() // publish it
+	}
 	d.log.Info("endpoint created", "network", dataplane.ShortID(n.ID), "endpoint", dataplane.ShortID(ep.ID), "ipv4", ep.IPv4, "ipv6", ep.IPv6)
 	return endpointResponse(rec), nil
 }
@@ -214,6 +220,9 @@ func (d *Driver) DeleteEndpoint(ctx context.Context, req *network.DeleteEndpoint
 	crashPoint("DeleteEndpoint/saved")
 	delete(d.eps, id)
 	delete(d.detached, id)
+	if n.Mode == dataplane.Vxlan {
+		d.kickCluster() // withdraw it
+	}
 	d.log.Info("endpoint deleted", "network", dataplane.ShortID(n.ID), "endpoint", dataplane.ShortID(id))
 	return nil
 }

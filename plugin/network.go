@@ -71,6 +71,9 @@ func (d *Driver) CreateNetwork(ctx context.Context, req *network.CreateNetworkRe
 	if err != nil {
 		return err
 	}
+	if err := d.checkVxlan(&networkRecord{Network: n, AddressSpace: weftAddressSpace(req)}); err != nil {
+		return err
+	}
 	reserve, err := d.clusterReservations(n, req)
 	if err != nil {
 		return err
@@ -79,39 +82,23 @@ func (d *Driver) CreateNetwork(ctx context.Context, req *network.CreateNetworkRe
 	defer cancel()
 	// The cluster store is reached before the state lock is taken, so that
 	// other networks' requests never wait on it.
-	keys, err := d.reserveForNetwork(ctx, n.ID, reserve)
+	n, joined, err := d.joinCluster(ctx, n, reserve)
 	if err != nil {
 		return err
 	}
-	if err := d.createNetwork(ctx, n, req, keys); err != nil {
-		if len(keys) > 0 {
-			d.giveUpReservations(ctx, keys)
+	if err := d.createNetwork(ctx, n, req, joined); err != nil {
+		if len(joined.keys) > 0 || joined.vxlanKey != "" {
+			d.giveUp(ctx, joined)
 		}
 		return err
+	}
+	if n.Mode == dataplane.Vxlan {
+		d.kickCluster() // program its peers
 	}
 	return nil
 }
 
-// giveUpReservations undoes reserveForNetwork after a failed create.
-func (d *Driver) giveUpReservations(ctx context.Context, keys []string) {
-	d.clMu.Lock()
-	defer d.clMu.Unlock()
-	cl, err := d.deps.Cluster.get()
-	if err == nil {
-		cctx, cancel := context.WithTimeout(ctx, clusterTimeout)
-		defer cancel()
-		for _, k := range keys {
-			if uerr := d.unreserve(cctx, cl, k); uerr != nil {
-				err = uerr
-			}
-		}
-	}
-	if err != nil {
-		d.log.Error("undoing the cluster reservations of a network that could not be created failed", "keys", keys, "err", err)
-	}
-}
-
-func (d *Driver) createNetwork(ctx context.Context, n dataplane.Network, req *network.CreateNetworkRequest, clusterKeys []string) error {
+func (d *Driver) createNetwork(ctx context.Context, n dataplane.Network, req *network.CreateNetworkRequest, joined clusterJoin) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if old, ok := d.nets[n.ID]; ok {
@@ -120,7 +107,8 @@ func (d *Driver) createNetwork(ctx context.Context, n dataplane.Network, req *ne
 		}
 		return fmt.Errorf("network %s already exists with different settings", dataplane.ShortID(n.ID))
 	}
-	rec := &networkRecord{Network: n, AddressSpace: weftAddressSpace(req), Spaces: subnetSpaces(req), ClusterKeys: clusterKeys}
+	rec := &networkRecord{Network: n, AddressSpace: weftAddressSpace(req), Spaces: subnetSpaces(req),
+		ClusterKeys: joined.keys, VxlanKey: joined.vxlanKey}
 	if err := d.dropReleasedOverlapsLocked(ctx, rec); err != nil {
 		return err
 	}
@@ -181,7 +169,7 @@ func weftAddressSpace(req *network.CreateNetworkRequest) string {
 // record them; on error nothing is shared.
 func (d *Driver) sharePoolsLocked(rec *networkRecord) ([]string, []store.Op, error) {
 	n := rec.Network
-	if n.Mode != dataplane.Macvlan || rec.AddressSpace != ipam.LocalSpace {
+	if !sharedMode(n.Mode) || rec.AddressSpace != ipam.LocalSpace {
 		return nil, nil, nil
 	}
 	var shared []string
@@ -315,11 +303,11 @@ func (d *Driver) deleteNetworkLocked(ctx context.Context, r *networkRecord) erro
 		return err
 	}
 	ops := []store.Op{store.Delete(bucketNetworks, n.ID), store.Delete(bucketReservations, releasedKey(n.ID))}
-	unreserve, err := unreserveOps(r.ClusterKeys)
+	leave, err := leaveOps(r)
 	if err != nil {
 		return err
 	}
-	ops = append(ops, unreserve...)
+	ops = append(ops, leave...)
 	var leftover []dataplane.Endpoint
 	for id, ep := range d.eps {
 		if ep.Endpoint.NetworkID == n.ID {
@@ -331,7 +319,7 @@ func (d *Driver) deleteNetworkLocked(ctx context.Context, r *networkRecord) erro
 		return err
 	}
 	crashPoint("DeleteNetwork/saved")
-	d.unreservedLocked(r.ClusterKeys)
+	d.leftLocked(r)
 	for _, ep := range leftover {
 		delete(d.eps, ep.ID)
 		delete(d.detached, ep.ID)

@@ -7,9 +7,11 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
 	"time"
 
+	"github.com/weftnet/weft/dataplane"
 	"github.com/weftnet/weft/ipam"
 )
 
@@ -43,6 +45,12 @@ type Settings struct {
 	// Firewall chooses the bridge mode's firewall design: FirewallAuto,
 	// FirewallFixed or FirewallPerNetwork.
 	Firewall string
+	// VTEP is this host's underlay address for vxlan networks; invalid
+	// means the source address of the default route.
+	VTEP netip.Addr
+	// LeaseTTL is how long this host's vxlan endpoints outlive it in the
+	// cluster store.
+	LeaseTTL time.Duration
 }
 
 // Firewall designs (WEFT_FIREWALL).
@@ -93,7 +101,8 @@ func settingTable() []setting {
 		{"default-pools", "WEFT_DEFAULT_POOLS", ipam.DefaultPoolsSetting, "pools for networks created without --subnet: base=CIDR,size=N;..."},
 		{"reservation-grace", "WEFT_RESERVATION_GRACE", DefaultReservationGrace.String(), "release IPAM pools and addresses no network or container claimed within this time (0 = never)"},
 		{"firewall", "WEFT_FIREWALL", FirewallAuto, "bridge firewall: auto (fixed rules where the kernel has ipset), fixed, or per-network"},
-		{"vtep-addr", "WEFT_VTEP_ADDR", "", "this host's underlay address for vxlan networks"},
+		{"vtep-addr", "WEFT_VTEP_ADDR", "", "this host's underlay address for vxlan networks (empty: the source address of the default route)"},
+		{"lease-ttl", "WEFT_LEASE_TTL", DefaultLeaseTTL.String(), "how long this host's vxlan endpoints outlive it in the cluster store (2s to 10m)"},
 		{"metrics-addr", "WEFT_METRICS_ADDR", "", "address to serve metrics on (off when empty)"},
 		{"etcd-ca", "WEFT_ETCD_CA", "", "CA file for etcd TLS"},
 		{"etcd-cert", "WEFT_ETCD_CERT", "", "client certificate file for etcd TLS"},
@@ -164,7 +173,16 @@ func ParseSettings(args []string, getenv func(string) string, usageOut io.Writer
 	default:
 		return st, fmt.Errorf("WEFT_FIREWALL %q is not valid: use auto, fixed or per-network", st.Firewall)
 	}
-	for _, name := range []string{"vtep-addr", "metrics-addr"} {
+	if v := *vals["vtep-addr"]; v != "" {
+		if st.VTEP, err = dataplane.ParseVTEP(v); err != nil {
+			return st, fmt.Errorf("WEFT_VTEP_ADDR: %w", err)
+		}
+	}
+	ttl := *vals["lease-ttl"]
+	if st.LeaseTTL, err = time.ParseDuration(ttl); err != nil || st.LeaseTTL < 2*time.Second || st.LeaseTTL > 10*time.Minute {
+		return st, fmt.Errorf("WEFT_LEASE_TTL %q is not valid: use a duration from 2s to 10m, such as 15s", ttl)
+	}
+	for _, name := range []string{"metrics-addr"} {
 		if *vals[name] != "" {
 			return st, fmt.Errorf("--%s is not available in this weft build yet; leave it empty", name)
 		}

@@ -17,31 +17,8 @@ import (
 	"github.com/weftnet/weft/dataplane/nl"
 )
 
-// Peer is one remote endpoint of a network: a container on another host.
-type Peer struct {
-	// VTEP is the underlay address of the peer's host.
-	VTEP netip.Addr
-	// MAC is the endpoint's MAC address.
-	MAC net.HardwareAddr
-	// IPv4 and IPv6 are the endpoint's addresses; the zero Addr = none.
-	IPv4 netip.Addr
-	IPv6 netip.Addr
-}
-
-func (p Peer) String() string {
-	vtep := "no VTEP"
-	if p.VTEP.IsValid() {
-		vtep = p.VTEP.String()
-	}
-	s := fmt.Sprintf("%s via %s", p.MAC, vtep)
-	if p.IPv4.IsValid() {
-		s += " " + p.IPv4.String()
-	}
-	if p.IPv6.IsValid() {
-		s += " " + p.IPv6.String()
-	}
-	return s
-}
+// Peer is one remote endpoint of a network (dataplane.Peer).
+type Peer = dataplane.Peer
 
 // macKey is a MAC address as a map key.
 type macKey [6]byte

@@ -77,6 +77,7 @@ var (
 	_ dataplane.Mode           = (*Mode)(nil)
 	_ dataplane.Checker        = (*Mode)(nil)
 	_ dataplane.EndpointProber = (*Mode)(nil)
+	_ dataplane.PeerSetter     = (*Mode)(nil)
 )
 
 // New returns the vxlan mode acting through h (the host namespace's netlink
