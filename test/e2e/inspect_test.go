@@ -17,19 +17,26 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftnet/weft/dataplane"
 	weftplugin "github.com/weftnet/weft/plugin"
 	"github.com/weftnet/weft/test/testhost"
 )
 
-// What makes a kernel object weft's (DESIGN.md §3.6; dataplane.OwnerAliasPrefix
-// and dataplane.DefaultBridgeName; dataplane/bridge's veth names).
+// What makes a kernel object weft's (DESIGN.md §3.6; dataplane.OwnerAliasPrefix,
+// dataplane.VxlanAliasPrefix and dataplane.DefaultBridgeName; the bridge and
+// vxlan modes' link names).
 const (
 	weftAliasPrefix  = "weft:"
 	weftBridgePrefix = "weft-"
 	weftChainPrefix  = "WEFT-"
 )
 
-var weftVethPrefixes = []string{"wh", "wc"}
+var (
+	weftAliasPrefixes = []string{weftAliasPrefix, dataplane.VxlanAliasPrefix}
+	// Veths of the bridge mode (wh/wc), and the vxlan mode's bridges,
+	// VXLAN links and veths (wxb-, wxv-, wxh, wxc).
+	weftVethPrefixes = []string{"wh", "wc", "wxb-", "wxv-", "wxh", "wxc"}
+)
 
 // link is one row of `ip -d -j link show`.
 type link struct {
@@ -55,8 +62,13 @@ func (l link) String() string {
 
 // isWeft reports whether a link is weft's by name or by alias.
 func (l link) isWeft() bool {
-	if strings.HasPrefix(l.Alias, weftAliasPrefix) || strings.HasPrefix(l.Name, weftBridgePrefix) {
+	if strings.HasPrefix(l.Name, weftBridgePrefix) {
 		return true
+	}
+	for _, p := range weftAliasPrefixes {
+		if strings.HasPrefix(l.Alias, p) {
+			return true
+		}
 	}
 	for _, p := range weftVethPrefixes {
 		if strings.HasPrefix(l.Name, p) {
@@ -141,8 +153,8 @@ func (h *Host) firewall() ([]fwRule, error) {
 }
 
 var (
-	weftIfaceRE   = regexp.MustCompile(`(^|\s)-[io] (weft-|wh|wc)\S*`)
-	weftCommentRE = regexp.MustCompile(`--comment "?weft:`)
+	weftIfaceRE   = regexp.MustCompile(`(^|\s)-[io] (weft-|wh|wc|wxb-)\S*`)
+	weftCommentRE = regexp.MustCompile(`--comment "?weft(:|-vxlan:)`)
 )
 
 // isWeft reports whether a rule or chain is weft's: it is in (or declares) a
@@ -247,11 +259,13 @@ func (h *Host) AssertNothingNew(t testing.TB, before snapshot, what string) {
 // "No weft rule" then means, for iptables and ip6tables, every table: no
 // chain named WEFT-* (not even empty), no rule that jumps to one (the base
 // jumps from FORWARD and POSTROUTING go too), no rule with a "weft:" comment
-// tag, and no rule matching a weft link (-i/-o weft-*, wh*, wc*). This is
+// or "weft-vxlan:" tag, and no rule matching a weft link (-i/-o weft-*, wh*,
+// wc*, wxb-*). This is
 // dataplane/bridge's documented behaviour: when the last weft network is
 // deleted, the WEFT-* chains and the base jumps are removed, so a host with
 // no weft network carries no weft rule. "No weft link" means no link whose
-// name starts with weft-, wh or wc, and none whose alias starts with weft:.
+// name starts with weft-, wh, wc, wxb-, wxv-, wxh or wxc, and none whose
+// alias starts with weft: or weft-vxlan:.
 // And weft itself holds nothing: no network, endpoint, pool or unclaimed
 // reservation, and no record in any store bucket.
 func (h *Host) AssertClean(t testing.TB) {
