@@ -183,9 +183,13 @@ func start(ctx context.Context, d *plugin.Driver, st plugin.Settings, log *slog.
 
 // vxlanOpts are the vxlan mode's settings: the VTEP address when
 // WEFT_VTEP_ADDR gives one (else the mode uses the default route's source),
-// and the firewall for its known-VTEP filter.
+// the checksum offload (WEFT_VXLAN_OFFLOAD), and the firewall for its
+// known-VTEP filter.
 func vxlanOpts(st plugin.Settings, firewall *fw.Firewall) []vxlan.Option {
 	opts := []vxlan.Option{vxlan.WithFirewall(firewall)}
+	if o, err := vxlan.ParseOffload(st.VxlanOffload); err == nil { // ParseSettings checked it
+		opts = append(opts, vxlan.WithChecksumOffload(o))
+	}
 	if st.VTEP.IsValid() {
 		opts = append(opts, vxlan.WithVTEP(st.VTEP))
 	}

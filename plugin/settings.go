@@ -51,6 +51,9 @@ type Settings struct {
 	// LeaseTTL is how long this host's vxlan endpoints outlive it in the
 	// cluster store.
 	LeaseTTL time.Duration
+	// VxlanOffload is the vxlan links' transmit checksum offload: auto,
+	// on or off (dataplane/vxlan.Offload).
+	VxlanOffload string
 }
 
 // Firewall designs (WEFT_FIREWALL).
@@ -102,6 +105,7 @@ func settingTable() []setting {
 		{"reservation-grace", "WEFT_RESERVATION_GRACE", DefaultReservationGrace.String(), "release IPAM pools and addresses no network or container claimed within this time (0 = never)"},
 		{"firewall", "WEFT_FIREWALL", FirewallAuto, "bridge firewall: auto (fixed rules where the kernel has ipset), fixed, or per-network"},
 		{"vtep-addr", "WEFT_VTEP_ADDR", "", "this host's underlay address for vxlan networks (empty: the source address of the default route)"},
+		{"vxlan-offload", "WEFT_VXLAN_OFFLOAD", "auto", "transmit checksum offload on vxlan links: auto (off on kernels before 5.7), on or off"},
 		{"lease-ttl", "WEFT_LEASE_TTL", DefaultLeaseTTL.String(), "how long this host's vxlan endpoints outlive it in the cluster store (2s to 10m)"},
 		{"metrics-addr", "WEFT_METRICS_ADDR", "", "address to serve metrics on (off when empty)"},
 		{"etcd-ca", "WEFT_ETCD_CA", "", "CA file for etcd TLS"},
@@ -177,6 +181,12 @@ func ParseSettings(args []string, getenv func(string) string, usageOut io.Writer
 		if st.VTEP, err = dataplane.ParseVTEP(v); err != nil {
 			return st, fmt.Errorf("WEFT_VTEP_ADDR: %w", err)
 		}
+	}
+	st.VxlanOffload = *vals["vxlan-offload"]
+	switch st.VxlanOffload {
+	case "auto", "on", "off":
+	default:
+		return st, fmt.Errorf("WEFT_VXLAN_OFFLOAD %q is not valid: use auto, on or off", st.VxlanOffload)
 	}
 	ttl := *vals["lease-ttl"]
 	if st.LeaseTTL, err = time.ParseDuration(ttl); err != nil || st.LeaseTTL < 2*time.Second || st.LeaseTTL > 10*time.Minute {
