@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -517,10 +518,8 @@ func (d *Driver) reserve(ctx context.Context, cl store.Cluster, key string) erro
 		if !rec.Reserved {
 			return errTaken{rec}
 		}
-		for _, h := range rec.Hosts {
-			if h == d.cl.hostID {
-				return nil
-			}
+		if slices.Contains(rec.Hosts, d.cl.hostID) {
+			return nil
 		}
 		rec.Hosts = append(rec.Hosts, d.cl.hostID)
 		val, _ := json.Marshal(rec)
@@ -543,12 +542,7 @@ func (d *Driver) unreserve(ctx context.Context, cl store.Cluster, key string) er
 		if err := json.Unmarshal(it.Value, &rec); err != nil || !rec.Reserved {
 			return nil // not a reservation (any more): not ours to change
 		}
-		hosts := rec.Hosts[:0:0]
-		for _, h := range rec.Hosts {
-			if h != d.cl.hostID {
-				hosts = append(hosts, h)
-			}
-		}
+		hosts := slices.DeleteFunc(slices.Clone(rec.Hosts), func(h string) bool { return h == d.cl.hostID })
 		if len(hosts) == len(rec.Hosts) {
 			return nil
 		}

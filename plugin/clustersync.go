@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/weftnet/weft/ipam"
@@ -193,7 +194,7 @@ func (d *Driver) clusterSync(ctx context.Context, cl store.Cluster) (int64, erro
 					leftovers = append(leftovers, it)
 				}
 			}
-		case rec.Reserved && hasHost(rec.Hosts, d.cl.hostID):
+		case rec.Reserved && slices.Contains(rec.Hosts, d.cl.hostID):
 		default:
 			remote[it.Key] = rec
 		}
@@ -249,15 +250,6 @@ func (d *Driver) reclaim(ctx context.Context, cl store.Cluster, key string) {
 	}
 }
 
-func hasHost(hosts []string, id string) bool {
-	for _, h := range hosts {
-		if h == id {
-			return true
-		}
-	}
-	return false
-}
-
 // applyClusterEventLocked follows one change of a claim: value nil is a
 // deletion.
 func (d *Driver) applyClusterEventLocked(key string, value []byte) {
@@ -272,7 +264,7 @@ func (d *Driver) applyClusterEventLocked(key string, value []byte) {
 	if json.Unmarshal(value, &rec) != nil {
 		return
 	}
-	if (!rec.Reserved && rec.Host == d.cl.hostID) || (rec.Reserved && hasHost(rec.Hosts, d.cl.hostID)) {
+	if (!rec.Reserved && rec.Host == d.cl.hostID) || (rec.Reserved && slices.Contains(rec.Hosts, d.cl.hostID)) {
 		if _, ok := d.cl.remote[key]; ok {
 			delete(d.cl.remote, key)
 			d.freeForeignLocked(key)
@@ -315,18 +307,28 @@ func (d *Driver) sharedPoolLocked(a netip.Addr) (ipam.Pool, bool) {
 	return ipam.Pool{}, false
 }
 
-// holdKeyLocked holds another host's address in this host's shared pool of
-// its subnet, so that the allocator does not propose it.
-func (d *Driver) holdKeyLocked(key string) {
+// sharedAddrLocked finds the address a claim names, this host's shared
+// pool holding it, and its local addressKey; false when this host has no
+// such pool.
+func (d *Driver) sharedAddrLocked(key string) (ipam.Pool, netip.Addr, string, bool) {
 	a, ok := splitClusterKey(key)
 	if !ok {
-		return
+		return ipam.Pool{}, netip.Addr{}, "", false
 	}
 	pool, ok := d.sharedPoolLocked(a)
 	if !ok {
+		return ipam.Pool{}, netip.Addr{}, "", false
+	}
+	return pool, a, addressKey(pool.ID, a), true
+}
+
+// holdKeyLocked holds another host's address in this host's shared pool of
+// its subnet, so that the allocator does not propose it.
+func (d *Driver) holdKeyLocked(key string) {
+	pool, a, local, ok := d.sharedAddrLocked(key)
+	if !ok {
 		return
 	}
-	local := addressKey(pool.ID, a)
 	if d.cl.foreign[local] || d.deps.IPAM.IsAllocated(pool.ID, a) {
 		if _, mine := d.cl.owned[key]; mine {
 			d.log.Error("another host claimed an address this host's container has: two containers may have one address; remove one of them", "key", key)
@@ -340,16 +342,8 @@ func (d *Driver) holdKeyLocked(key string) {
 
 // freeForeignLocked gives back an address held only for another host.
 func (d *Driver) freeForeignLocked(key string) {
-	a, ok := splitClusterKey(key)
-	if !ok {
-		return
-	}
-	pool, ok := d.sharedPoolLocked(a)
-	if !ok {
-		return
-	}
-	local := addressKey(pool.ID, a)
-	if !d.cl.foreign[local] {
+	pool, a, local, ok := d.sharedAddrLocked(key)
+	if !ok || !d.cl.foreign[local] {
 		return
 	}
 	delete(d.cl.foreign, local)

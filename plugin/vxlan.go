@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/weftnet/weft/dataplane"
 	"github.com/weftnet/weft/store"
@@ -87,7 +88,7 @@ func vxlanMAC(ep dataplane.Endpoint) net.HardwareAddr {
 	return net.HardwareAddr{0x02, 0x42, a[0], a[1], a[2], a[3]}
 }
 
-// checkVxlanLocked refuses a vxlan network this host cannot make: one
+// checkVxlan refuses a vxlan network this host cannot make: one
 // without the cluster store or without weft's IPAM.
 func (d *Driver) checkVxlan(rec *networkRecord) error {
 	if rec.Network.Mode != dataplane.Vxlan {
@@ -133,7 +134,7 @@ func (d *Driver) defineVxlan(ctx context.Context, n dataplane.Network) (dataplan
 				return n, "", err
 			}
 			n.Vxlan.VNI = def.VNI
-			if hasHost(def.Hosts, d.cl.hostID) {
+			if slices.Contains(def.Hosts, d.cl.hostID) {
 				return n, key, nil
 			}
 			def.Hosts = append(def.Hosts, d.cl.hostID)
@@ -192,16 +193,7 @@ func matchVxlan(n dataplane.Network, subnets []string, def vxlanDef) error {
 	return nil
 }
 
-func joinSubnets(s []string) string {
-	out := ""
-	for i, x := range s {
-		if i > 0 {
-			out += " and "
-		}
-		out += x
-	}
-	return out
-}
+func joinSubnets(s []string) string { return strings.Join(s, " and ") }
 
 // keySubnet turns a vxlanKey back into a subnet for messages.
 func keySubnet(key string) string {
@@ -212,18 +204,17 @@ func keySubnet(key string) string {
 }
 
 func splitSubnetKey(key string) (netip.Prefix, bool) {
-	for i := len(key) - 1; i >= 0; i-- {
-		if key[i] == '-' {
-			bits, err := strconv.Atoi(key[i+1:])
-			a, err2 := netip.ParseAddr(key[:i])
-			if err != nil || err2 != nil {
-				return netip.Prefix{}, false
-			}
-			p, err := a.Prefix(bits)
-			return p, err == nil
-		}
+	i := strings.LastIndexByte(key, '-')
+	if i < 0 {
+		return netip.Prefix{}, false
 	}
-	return netip.Prefix{}, false
+	bits, err := strconv.Atoi(key[i+1:])
+	a, err2 := netip.ParseAddr(key[:i])
+	if err != nil || err2 != nil {
+		return netip.Prefix{}, false
+	}
+	p, err := a.Prefix(bits)
+	return p, err == nil
 }
 
 // vniOwner says which network (key) has vni, if any.
