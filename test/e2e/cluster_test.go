@@ -66,7 +66,8 @@ func TestClusterMacvlanAcrossHosts(t *testing.T) {
 	cli := etcdClient(t, cluster)
 	store := "WEFT_STORE=etcd://" + strings.Join(cluster.Endpoints(), ",")
 	t.Logf("%s", store)
-	hosts := startHosts(t, []string{"clu1", "clu2", "clu3"}, hostOptions{weftEnv: []string{store}})
+	opt := hostOptions{weftEnv: []string{store}}
+	hosts := startHosts(t, []string{"clu1", "clu2", "clu3"}, []hostOptions{opt, opt, opt})
 	h1, h2, h3 := hosts[0], hosts[1], hosts[2]
 	lan := newLAN(t, "clu", netip.MustParsePrefix(lanARouter), lanMTU, false)
 	subnet, gw := lan.Prefix, lan.Router
@@ -113,7 +114,7 @@ func TestClusterMacvlanAcrossHosts(t *testing.T) {
 	var jobs []runJob
 	for _, h := range hosts {
 		for i := 1; i <= cluPerHost; i++ {
-			jobs = append(jobs, runJob{h, fmt.Sprintf("%s-c%02d", h.Name, i)})
+			jobs = append(jobs, runJob{h, fmt.Sprintf("%s-c%02d", h.Name, i), cluNet})
 		}
 	}
 	if err := errors.Join(runParallel(jobs)...); err != nil {
@@ -169,7 +170,7 @@ func TestClusterMacvlanAcrossHosts(t *testing.T) {
 	t0 = time.Now()
 	var one []runJob
 	for _, h := range hosts {
-		one = append(one, runJob{h, h.Name + "-m1"})
+		one = append(one, runJob{h, h.Name + "-m1", cluNet})
 	}
 	if err := errors.Join(runParallel(one)...); err != nil {
 		t.Fatalf("with one etcd member of three down: %v", err)
@@ -190,52 +191,7 @@ func TestClusterMacvlanAcrossHosts(t *testing.T) {
 	t.Log("every etcd member stopped")
 	t.Run("EtcdDown", func(t *testing.T) {
 		t.Run("NewContainerFails", func(t *testing.T) {
-			type result struct {
-				took   time.Duration
-				stderr string
-				err    error
-			}
-			res := make([]result, len(hosts))
-			var wg sync.WaitGroup
-			for i, h := range hosts {
-				h.cleanupContainer(t, h.Name+"-down")
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					// Well above cluDownMax, so that a hang is
-					// reported as one.
-					ctx, cancel := context.WithTimeout(context.Background(), 3*cluDownMax)
-					defer cancel()
-					t0 := time.Now()
-					_, err := h.docker(ctx, h.runArgs(h.Name+"-down", []string{"--network", cluNet})...)
-					res[i] = result{took: time.Since(t0), err: err}
-					var de *testhost.DockerError
-					if errors.As(err, &de) {
-						res[i].stderr = de.Stderr
-					}
-				}()
-			}
-			wg.Wait()
-			for i, h := range hosts {
-				r, name := res[i], h.Name+"-down"
-				if r.err == nil {
-					t.Errorf("host %s: docker run on %s succeeded with every etcd member down (in %s)", h.Name, cluNet, r.took.Round(time.Millisecond))
-					continue
-				}
-				t.Logf("host %s: failed after %s: %s", h.Name, r.took.Round(time.Millisecond), r.stderr)
-				if r.took > cluDownMax {
-					t.Errorf("host %s: docker run took %s to fail with etcd down; want under %s: %v", h.Name, r.took.Round(time.Millisecond), cluDownMax, r.err)
-				}
-				if !strings.Contains(r.stderr, "etcd") {
-					t.Errorf("host %s: the error does not mention etcd: %v", h.Name, r.err)
-				}
-				if running, _, _ := h.DockerErr("inspect", "-f", "{{.State.Running}}", name); strings.TrimSpace(running) == "true" {
-					t.Errorf("host %s: %s is running", h.Name, name)
-				}
-				if _, stderr, err := h.DockerErr("rm", "-f", name); err != nil && !strings.Contains(stderr, "No such container") {
-					t.Errorf("host %s: %v", h.Name, err)
-				}
-			}
+			assertRunFailsStoreDown(t, hosts, cluNet, cluDownMax)
 		})
 		t.Run("RunningContainersPing", func(t *testing.T) {
 			h1.AssertPing(t, "clu1-c01", a2.String())
@@ -279,7 +235,7 @@ func TestClusterMacvlanAcrossHosts(t *testing.T) {
 	t0 = time.Now()
 	var back []runJob
 	for _, h := range hosts {
-		back = append(back, runJob{h, h.Name + "-back"})
+		back = append(back, runJob{h, h.Name + "-back", cluNet})
 	}
 	took := make([]time.Duration, len(back))
 	errs := make([]error, len(back))
@@ -328,7 +284,7 @@ func TestClusterMacvlanAcrossHosts(t *testing.T) {
 	h3.KillWeft(t)
 	t.Logf("host %s: weft SIGKILLed", h3.Name)
 	t0 = time.Now()
-	after := []runJob{{h1, "clu1-k"}, {h2, "clu2-k"}}
+	after := []runJob{{h1, "clu1-k", cluNet}, {h2, "clu2-k", cluNet}}
 	if err := errors.Join(runParallel(after)...); err != nil {
 		t.Errorf("with host %s's weft killed: %v", h3.Name, err)
 	} else {
@@ -395,10 +351,63 @@ func TestClusterMacvlanAcrossHosts(t *testing.T) {
 	t.Logf("test body took %s", time.Since(start).Round(time.Millisecond))
 }
 
-// startHosts starts test hosts at once and tears them down when the test
-// ends (newHost, in parallel).
-func startHosts(t *testing.T, names []string, opt hostOptions) []*Host {
+// assertRunFailsStoreDown starts a container on net on every host at once,
+// with every etcd member down: each must fail within max, with an error that
+// mentions etcd, and leave no container running.
+func assertRunFailsStoreDown(t *testing.T, hosts []*Host, net string, max time.Duration) {
 	t.Helper()
+	type result struct {
+		took   time.Duration
+		stderr string
+		err    error
+	}
+	res := make([]result, len(hosts))
+	var wg sync.WaitGroup
+	for i, h := range hosts {
+		h.cleanupContainer(t, h.Name+"-down")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Well above max, so that a hang is reported as one.
+			ctx, cancel := context.WithTimeout(context.Background(), 3*max)
+			defer cancel()
+			t0 := time.Now()
+			_, err := h.docker(ctx, h.runArgs(h.Name+"-down", []string{"--network", net})...)
+			res[i] = result{took: time.Since(t0), err: err}
+			var de *testhost.DockerError
+			if errors.As(err, &de) {
+				res[i].stderr = de.Stderr
+			}
+		}()
+	}
+	wg.Wait()
+	for i, h := range hosts {
+		r, name := res[i], h.Name+"-down"
+		if r.err == nil {
+			t.Errorf("host %s: docker run on %s succeeded with every etcd member down (in %s)", h.Name, net, r.took.Round(time.Millisecond))
+		} else {
+			t.Logf("host %s: failed after %s: %s", h.Name, r.took.Round(time.Millisecond), strings.TrimSpace(r.stderr))
+			if r.took > max {
+				t.Errorf("host %s: docker run took %s to fail with etcd down; want under %s: %v", h.Name, r.took.Round(time.Millisecond), max, r.err)
+			}
+			if !strings.Contains(r.stderr, "etcd") {
+				t.Errorf("host %s: the error does not mention etcd: %v", h.Name, r.err)
+			}
+		}
+		if running, _, _ := h.DockerErr("inspect", "-f", "{{.State.Running}}", name); strings.TrimSpace(running) == "true" {
+			t.Errorf("host %s: %s is running", h.Name, name)
+		}
+		if _, stderr, err := h.DockerErr("rm", "-f", name); err != nil && !strings.Contains(stderr, "No such container") {
+			t.Errorf("host %s: %v", h.Name, err)
+		}
+	}
+}
+
+// startHosts starts test hosts at once, host i with opts[i], and tears them
+// down when the test ends (newHost, in parallel).
+func startHosts(t *testing.T, names []string, opts []hostOptions) []*Host {
+	t.Helper()
+	requireSuite(t)
 	hs := make([]*Host, len(names))
 	errs := make([]error, len(names))
 	var wg sync.WaitGroup
@@ -406,7 +415,7 @@ func startHosts(t *testing.T, names []string, opt hostOptions) []*Host {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			hs[i], errs[i] = startHost(name, opt)
+			hs[i], errs[i] = startHost(name, opts[i])
 		}()
 	}
 	wg.Wait()
@@ -438,10 +447,10 @@ func weftPID(t testing.TB, h *Host) string {
 	return strings.TrimSpace(string(b))
 }
 
-// runJob is a container to start on a host, on cluNet.
+// runJob is a container to start on a host, on a network.
 type runJob struct {
-	h    *Host
-	name string
+	h         *Host
+	name, net string
 }
 
 // runParallel starts every job's container at once and returns each job's
@@ -454,7 +463,7 @@ func runParallel(jobs []runJob) []error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, _, err := j.h.DockerErr(j.h.runArgs(j.name, []string{"--network", cluNet})...); err != nil {
+			if _, _, err := j.h.DockerErr(j.h.runArgs(j.name, []string{"--network", j.net})...); err != nil {
 				errs[i] = fmt.Errorf("host %s: %w", j.h.Name, err)
 			}
 		}()

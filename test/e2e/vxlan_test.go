@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -107,19 +106,17 @@ func TestVxlanAcrossHosts(t *testing.T) {
 	cli := etcdClient(t, cluster)
 	names := []string{"vx1", "vx2", "vx3"}
 	vteps := map[string]netip.Addr{}
-	var envs [][]string
+	var opts []hostOptions
 	for i, n := range names {
 		vteps[n] = netip.MustParseAddr(fmt.Sprintf("192.0.2.%d", 11+i))
-		envs = append(envs, []string{
+		opts = append(opts, hostOptions{weftEnv: []string{
 			"WEFT_STORE=etcd://" + strings.Join(cluster.Endpoints(), ","),
 			"WEFT_VTEP_ADDR=" + vteps[n].String(),
 			"WEFT_LEASE_TTL=" + vxTTL.String(),
-		})
+		}})
 	}
-	t.Logf("weft settings of host %s: %s", names[0], strings.Join(envs[0], " "))
-	// startHosts gives every host the same settings; the VTEP differs per
-	// host, so start them one by one in parallel here.
-	hosts := vxStartHosts(t, names, envs)
+	t.Logf("weft settings of host %s: %s", names[0], strings.Join(opts[0].weftEnv, " "))
+	hosts := startHosts(t, names, opts) // the VTEP differs per host
 	h1, h2, h3 := hosts[0], hosts[1], hosts[2]
 	vtepOf := func(h *Host) netip.Addr { return vteps[h.Name] }
 
@@ -189,7 +186,7 @@ func TestVxlanAcrossHosts(t *testing.T) {
 
 	// One container per host on vx-net, at once.
 	t0 = time.Now()
-	if err := errors.Join(vxRunParallel([]vxJob{{h1, "a1", vxNet}, {h2, "a2", vxNet}, {h3, "a3", vxNet}})...); err != nil {
+	if err := errors.Join(runParallel([]runJob{{h1, "a1", vxNet}, {h2, "a2", vxNet}, {h3, "a3", vxNet}})...); err != nil {
 		t.Fatalf("starting a container on %s on each host: %v", vxNet, err)
 	}
 	t.Logf("3 containers on %s, one per host, at once: %s", vxNet, time.Since(t0).Round(time.Millisecond))
@@ -281,7 +278,7 @@ func TestVxlanAcrossHosts(t *testing.T) {
 
 	// The second network: explicit vni and UDP port, hosts 1 and 2.
 	t.Run("ExplicitVNI", func(t *testing.T) {
-		if err := errors.Join(vxRunParallel([]vxJob{{h1, "b1", vxTwo}, {h2, "b2", vxTwo}})...); err != nil {
+		if err := errors.Join(runParallel([]runJob{{h1, "b1", vxTwo}, {h2, "b2", vxTwo}})...); err != nil {
 			t.Fatalf("starting a container on %s on hosts 1 and 2: %v", vxTwo, err)
 		}
 		b1, b2 := ep(t, h1, "b1", vxTwo), ep(t, h2, "b2", vxTwo)
@@ -304,7 +301,7 @@ func TestVxlanAcrossHosts(t *testing.T) {
 
 	// --internal: the network spans hosts, but nothing leaves it.
 	t.Run("Internal", func(t *testing.T) {
-		if err := errors.Join(vxRunParallel([]vxJob{{h1, "i1", vxInt}, {h2, "i2", vxInt}})...); err != nil {
+		if err := errors.Join(runParallel([]runJob{{h1, "i1", vxInt}, {h2, "i2", vxInt}})...); err != nil {
 			t.Fatalf("starting a container on %s on hosts 1 and 2: %v", vxInt, err)
 		}
 		i1, i2 := ep(t, h1, "i1", vxInt), ep(t, h2, "i2", vxInt)
@@ -417,51 +414,7 @@ func TestVxlanAcrossHosts(t *testing.T) {
 			vxPingAll(t, "with etcd down", 5*time.Second, vxPairs(all)...)
 		})
 		t.Run("NewContainerFails", func(t *testing.T) {
-			type result struct {
-				took   time.Duration
-				stderr string
-				err    error
-			}
-			res := make([]result, len(hosts))
-			var wg sync.WaitGroup
-			for i, h := range hosts {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					// Well above vxDownMax, so that a hang is
-					// reported as one.
-					ctx, cancel := context.WithTimeout(context.Background(), 3*vxDownMax)
-					defer cancel()
-					t0 := time.Now()
-					_, err := h.docker(ctx, h.runArgs(h.Name+"-down", []string{"--network", vxNet})...)
-					res[i] = result{took: time.Since(t0), err: err}
-					var de *testhost.DockerError
-					if errors.As(err, &de) {
-						res[i].stderr = de.Stderr
-					}
-				}()
-			}
-			wg.Wait()
-			for i, h := range hosts {
-				r, name := res[i], h.Name+"-down"
-				if r.err == nil {
-					t.Errorf("host %s: docker run on %s succeeded with every etcd member down (in %s)", h.Name, vxNet, r.took.Round(time.Millisecond))
-				} else {
-					t.Logf("host %s: failed after %s: %s", h.Name, r.took.Round(time.Millisecond), strings.TrimSpace(r.stderr))
-					if r.took > vxDownMax {
-						t.Errorf("host %s: docker run took %s to fail with etcd down; want under %s: %v", h.Name, r.took.Round(time.Millisecond), vxDownMax, r.err)
-					}
-					if !strings.Contains(r.stderr, "etcd") {
-						t.Errorf("host %s: the error does not mention etcd: %v", h.Name, r.err)
-					}
-				}
-				if running, _, _ := h.DockerErr("inspect", "-f", "{{.State.Running}}", name); strings.TrimSpace(running) == "true" {
-					t.Errorf("host %s: %s is running", h.Name, name)
-				}
-				if _, stderr, err := h.DockerErr("rm", "-f", name); err != nil && !strings.Contains(stderr, "No such container") {
-					t.Errorf("host %s: %v", h.Name, err)
-				}
-			}
+			assertRunFailsStoreDown(t, hosts, vxNet, vxDownMax)
 		})
 		t.Run("StillPinging", func(t *testing.T) {
 			// After the failed attempts too, and well past the
@@ -742,62 +695,6 @@ func vxRequireKernel(t *testing.T) {
 		t.Skipf("missing kernel feature: vxlan (ip link add type vxlan: %v)", err)
 	}
 	t.Fatalf("probing for VXLAN support: %v", err)
-}
-
-// vxStartHosts is startHosts with settings of its own for each host.
-func vxStartHosts(t *testing.T, names []string, envs [][]string) []*Host {
-	t.Helper()
-	requireSuite(t)
-	hs := make([]*Host, len(names))
-	errs := make([]error, len(names))
-	var wg sync.WaitGroup
-	for i, name := range names {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			hs[i], errs[i] = startHost(name, hostOptions{weftEnv: envs[i]})
-		}()
-	}
-	wg.Wait()
-	for i, h := range hs {
-		if errs[i] != nil {
-			continue // startHost tore down what it made
-		}
-		t.Cleanup(func() {
-			if err := h.close(); err != nil {
-				t.Errorf("tearing down host %s: %v", h.Name, err)
-			}
-		})
-		h.dumpLogsOnFailure(t)
-	}
-	if err := errors.Join(errs...); err != nil {
-		t.Fatal(err)
-	}
-	return hs
-}
-
-// vxJob is a container to start on a host, on a network.
-type vxJob struct {
-	h         *Host
-	name, net string
-}
-
-// vxRunParallel starts every job's container at once and returns each
-// job's error. The test's cleanup (removeAllContainers) removes them.
-func vxRunParallel(jobs []vxJob) []error {
-	errs := make([]error, len(jobs))
-	var wg sync.WaitGroup
-	for i, j := range jobs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, _, err := j.h.DockerErr(j.h.runArgs(j.name, []string{"--network", j.net})...); err != nil {
-				errs[i] = fmt.Errorf("host %s: %w", j.h.Name, err)
-			}
-		}()
-	}
-	wg.Wait()
-	return errs
 }
 
 // vxEndpoint is container ctr's endpoint on net: its address from docker,
