@@ -343,19 +343,6 @@ func (d *Driver) deleteNetworkLocked(ctx context.Context, r *networkRecord) erro
 	return nil
 }
 
-// AllocateNetwork is the swarm manager's call for global-scope networks.
-func (d *Driver) AllocateNetwork(ctx context.Context, req *network.AllocateNetworkRequest) (*network.AllocateNetworkResponse, error) {
-	if err := d.wait(ctx); err != nil {
-		return nil, err
-	}
-	return nil, fmt.Errorf("swarm-scoped weft networks are not available in this weft build yet; create a local network (weft runs with scope %s)", d.scope)
-}
-
-// FreeNetwork releases what AllocateNetwork kept; nothing is kept yet.
-func (d *Driver) FreeNetwork(ctx context.Context, _ *network.FreeNetworkRequest) error {
-	return d.wait(ctx)
-}
-
 func toIPAMData(in []*network.IPAMData) []ipamData {
 	out := make([]ipamData, 0, len(in))
 	for _, d := range in {
