@@ -111,12 +111,7 @@ func TestClusterMacvlanAcrossHosts(t *testing.T) {
 
 	// 3 × 10 containers at once.
 	t0 := time.Now()
-	var jobs []runJob
-	for _, h := range hosts {
-		for i := 1; i <= cluPerHost; i++ {
-			jobs = append(jobs, runJob{h, fmt.Sprintf("%s-c%02d", h.Name, i), cluNet})
-		}
-	}
+	jobs := hostJobs(hosts, cluNet, "c", cluPerHost)
 	if err := errors.Join(runParallel(jobs)...); err != nil {
 		t.Fatalf("starting %d containers on 3 hosts at once: %v", len(jobs), err)
 	}
@@ -165,17 +160,8 @@ func TestClusterMacvlanAcrossHosts(t *testing.T) {
 	})
 
 	// One member down: the other two are a quorum.
-	cluster.Members[0].Stop(t)
-	t.Logf("etcd member %s stopped", cluster.Members[0].Name)
-	t0 = time.Now()
-	var one []runJob
-	for _, h := range hosts {
-		one = append(one, runJob{h, h.Name + "-m1", cluNet})
-	}
-	if err := errors.Join(runParallel(one)...); err != nil {
-		t.Fatalf("with one etcd member of three down: %v", err)
-	}
-	t.Logf("one container per host with one etcd member down: %s", time.Since(t0).Round(time.Millisecond))
+	one := hostJobs(hosts, cluNet, "m1", 1)
+	runOneMemberDown(t, cluster.Members[0], one)
 	for _, j := range one {
 		claim(j.h, j.name)
 	}
@@ -233,10 +219,7 @@ func TestClusterMacvlanAcrossHosts(t *testing.T) {
 	}
 	t.Logf("etcd members serving again after %s", time.Since(t0).Round(time.Millisecond))
 	t0 = time.Now()
-	var back []runJob
-	for _, h := range hosts {
-		back = append(back, runJob{h, h.Name + "-back", cluNet})
-	}
+	back := hostJobs(hosts, cluNet, "back", 1)
 	took := make([]time.Duration, len(back))
 	errs := make([]error, len(back))
 	var wg sync.WaitGroup
@@ -472,6 +455,38 @@ func runParallel(jobs []runJob) []error {
 	return errs
 }
 
+// hostJobs is n containers on net for each host, named HOST-NAMEnn (nn
+// from 01), or HOST-NAME if n is 1.
+func hostJobs(hosts []*Host, net, name string, n int) []runJob {
+	var jobs []runJob
+	for _, h := range hosts {
+		if n == 1 {
+			jobs = append(jobs, runJob{h, h.Name + "-" + name, net})
+			continue
+		}
+		for i := 1; i <= n; i++ {
+			jobs = append(jobs, runJob{h, fmt.Sprintf("%s-%s%02d", h.Name, name, i), net})
+		}
+	}
+	return jobs
+}
+
+// runOneMemberDown stops etcd member m, which the rest of its cluster
+// outvotes, and starts every job's container at once: each must start, as
+// with every member up. m stays stopped.
+func runOneMemberDown(t *testing.T, m *etcdtest.Member, jobs []runJob) {
+	t.Helper()
+	t0 := time.Now()
+	m.Stop(t)
+	t.Logf("etcd member %s stopped (%s)", m.Name, time.Since(t0).Round(time.Millisecond))
+	t0 = time.Now()
+	if err := errors.Join(runParallel(jobs)...); err != nil {
+		t.Fatalf("with etcd member %s stopped (the others a quorum): %v", m.Name, err)
+	}
+	t.Logf("%d containers at once with etcd member %s stopped: %s", len(jobs), m.Name, time.Since(t0).Round(time.Millisecond))
+}
+
+// jobNames is the names of the jobs on h.
 func jobNames(jobs []runJob, h *Host) []string {
 	var names []string
 	for _, j := range jobs {

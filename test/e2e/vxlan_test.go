@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/weftnet/weft/store/etcd/etcdtest"
 	"github.com/weftnet/weft/test/testhost"
@@ -64,6 +67,9 @@ const (
 	// vxCleanMax is how long kernel objects and etcd keys may take to go
 	// once everything is removed.
 	vxCleanMax = 30 * time.Second
+	// vxPerHost is how many containers each host starts at once on
+	// vx-net (ParallelStarts).
+	vxPerHost = 10
 )
 
 // vxEP is a container's endpoint on a vxlan network, as the other hosts'
@@ -87,8 +93,11 @@ func (e vxEP) String() string {
 // explicit vni and port, an --internal one without egress, conflicting
 // networks refused with a message naming the other network, VXLAN packets
 // forged from an underlay address that is no VTEP dropped, entries deleted
-// by hand put back, etcd entirely
-// down (running containers keep talking, new ones fail fast naming etcd,
+// by hand put back, one etcd member (the leader) stopped changing nothing
+// (new containers start on every host, reach every kernel and ping, and
+// their removal goes through), 3 × 10 containers started at once with 30
+// distinct addresses that reach the other hosts, etcd entirely down
+// (running containers keep talking, new ones fail fast naming etcd,
 // everything works again when it is back without restarting weft), a weft
 // SIGKILLed and restarted at once (nothing lost, also after its old lease
 // ran out), a weft down longer than its lease (its endpoints leave the other
@@ -165,8 +174,10 @@ func TestVxlanAcrossHosts(t *testing.T) {
 	})
 
 	// No two containers of the test, on any host, may get the same address
-	// on one network.
+	// on one network (while both exist: release takes a removed
+	// container's address back).
 	owners := map[string]string{}
+	handed, released := 0, 0
 	claim := func(t testing.TB, eps ...vxEP) {
 		t.Helper()
 		for _, e := range eps {
@@ -175,7 +186,77 @@ func TestVxlanAcrossHosts(t *testing.T) {
 				t.Errorf("%s got %s on %s, which %s has: one address handed out twice in the cluster", e.h.Name+"/"+e.ctr, e.ip, e.net, other)
 			}
 			owners[k] = e.h.Name + "/" + e.ctr
+			handed++
 		}
+	}
+	release := func(eps ...vxEP) {
+		for _, e := range eps {
+			delete(owners, e.net+" "+e.ip.String())
+			released++
+		}
+	}
+	// keysBack waits until etcd holds exactly the weft keys of want again
+	// (containers removed: their address claims and published endpoints
+	// gone).
+	keysBack := func(t testing.TB, what string, want []string) {
+		t.Helper()
+		var now []string
+		t0 := time.Now()
+		err := testhost.Poll(vxCleanMax, func() error {
+			var err error
+			if now, err = weftKeys(cli); err != nil {
+				return err
+			}
+			if !slices.Equal(now, want) {
+				return fmt.Errorf("%d weft keys, %d before", len(now), len(want))
+			}
+			return nil
+		})
+		if err != nil {
+			var extra, missing []string
+			for _, k := range now {
+				if !slices.Contains(want, k) {
+					extra = append(extra, k)
+				}
+			}
+			for _, k := range want {
+				if !slices.Contains(now, k) {
+					missing = append(missing, k)
+				}
+			}
+			t.Errorf("%s: etcd's weft keys are not what they were before: %v\n  new: %s\n  gone: %s", what, err,
+				strings.Join(vxFirst(extra, 20), ", "), strings.Join(vxFirst(missing, 20), ", "))
+			return
+		}
+		t.Logf("%s: etcd holds the %d weft keys of before again after %s", what, len(want), time.Since(t0).Round(time.Millisecond))
+	}
+	// rmParallel removes the endpoints' containers, each host's at once.
+	rmParallel := func(t testing.TB, eps []vxEP) {
+		t.Helper()
+		t0 := time.Now()
+		errs := make([]error, len(hosts))
+		var wg sync.WaitGroup
+		for i, h := range hosts {
+			var names []string
+			for _, e := range vxOn(eps, h) {
+				names = append(names, e.ctr)
+			}
+			if len(names) == 0 {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, _, err := h.DockerErr(append([]string{"rm", "-f"}, names...)...); err != nil {
+					errs[i] = fmt.Errorf("host %s: %w", h.Name, err)
+				}
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			t.Fatalf("removing %d containers: %v", len(eps), err)
+		}
+		t.Logf("%d containers removed, each host's at once: %s", len(eps), time.Since(t0).Round(time.Millisecond))
 	}
 	ep := func(t testing.TB, h *Host, ctr, net string) vxEP {
 		t.Helper()
@@ -400,6 +481,119 @@ func TestVxlanAcrossHosts(t *testing.T) {
 		vxPingAll(t, "after the repair", 5*time.Second, vxPair{a1, a2}, vxPair{a2, a1})
 	})
 
+	// One etcd member stopped, the leader (so that the cluster changes
+	// leader too): the other two are a quorum, and nothing changes.
+	// Containers start on every host, reach the running ones and theirs
+	// reach every kernel, and removals go through.
+	t.Run("OneMemberDown", func(t *testing.T) {
+		keys, err := weftKeys(cli)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := etcdLeader(t, cli, cluster)
+		t.Cleanup(func() { // if the test stopped before the restart
+			if !m.Running() {
+				m.Restart(t)
+			}
+		})
+		jobs := hostJobs(hosts, vxNet, "m", 1)
+		runOneMemberDown(t, m, jobs)
+		t.Logf("etcd member %s is the leader now", etcdLeader(t, cli, cluster).Name)
+		var ms []vxEP
+		for _, j := range jobs {
+			ms = append(ms, ep(t, j.h, j.name, vxNet))
+		}
+		claim(t, ms...)
+		t.Logf("endpoints: %s; %s; %s", ms[0], ms[1], ms[2])
+		t0 := time.Now()
+		now := append(slices.Clone(all), ms...)
+		if vxAwait(t, "with one etcd member stopped", vxConverge, []vxWant{
+			{h: h1, net: vxNet, has: vxOn(now, h2, h3)},
+			{h: h2, net: vxNet, has: vxOn(now, h1, h3)},
+			{h: h3, net: vxNet, has: vxOn(now, h1, h2)},
+		}) == nil {
+			t.Logf("the new endpoints in every other host's tables %s after they started", time.Since(t0).Round(time.Millisecond))
+		}
+		vxPingAll(t, "with one etcd member stopped", vxConverge, vxPairs(now)...)
+
+		// Removed, still with the member stopped: they leave the
+		// other hosts' tables and etcd, and the others' entries stay.
+		rmParallel(t, ms)
+		release(ms...)
+		t0 = time.Now()
+		if vxAwait(t, "after removals with one etcd member stopped", vxConverge, []vxWant{
+			{h: h1, net: vxNet, has: vxOn(all, h2, h3), gone: vxOn(ms, h2, h3)},
+			{h: h2, net: vxNet, has: vxOn(all, h1, h3), gone: vxOn(ms, h1, h3)},
+			{h: h3, net: vxNet, has: vxOn(all, h1, h2), gone: vxOn(ms, h1, h2)},
+		}) == nil {
+			t.Logf("the removed endpoints left every other host's tables after %s", time.Since(t0).Round(time.Millisecond))
+		}
+		keysBack(t, "after removals with one etcd member stopped", keys)
+
+		t0 = time.Now()
+		m.Restart(t)
+		t.Logf("etcd member %s serving again after %s", m.Name, time.Since(t0).Round(time.Millisecond))
+	})
+
+	// 3 × 10 containers at once on vx-net: 30 distinct addresses, each
+	// reaching a new container on another host. Removed at the end, so
+	// that what follows runs with the containers it had.
+	t.Run("ParallelStarts", func(t *testing.T) {
+		keys, err := weftKeys(cli)
+		if err != nil {
+			t.Fatal(err)
+		}
+		jobs := hostJobs(hosts, vxNet, "p", vxPerHost)
+		t0 := time.Now()
+		if err := errors.Join(runParallel(jobs)...); err != nil {
+			t.Fatalf("starting %d containers on %s on 3 hosts at once: %v", len(jobs), vxNet, err)
+		}
+		t.Logf("%d containers on %s on 3 hosts at once: %s", len(jobs), vxNet, time.Since(t0).Round(time.Millisecond))
+		byHost := make([][]vxEP, len(hosts))
+		var ps []vxEP
+		distinct := map[netip.Addr]bool{}
+		for i, h := range hosts {
+			names := jobNames(jobs, h)
+			ips := containerIPs(t, h, vxNet, names)
+			for _, n := range names {
+				e := vxEP{h: h, ctr: n, net: vxNet, ip: ips[n], vtep: vtepOf(h)}
+				if !subnet.Contains(e.ip) || e.ip == subnet.Addr() || e.ip == lastAddr(subnet) {
+					t.Errorf("%s: address %s is not a host address of %s", e, e.ip, subnet)
+				}
+				distinct[e.ip] = true
+				byHost[i] = append(byHost[i], e)
+				ps = append(ps, e)
+			}
+		}
+		claim(t, ps...)
+		if len(distinct) != len(jobs) {
+			t.Errorf("%d containers started at once on 3 hosts have %d distinct addresses; want %d", len(jobs), len(distinct), len(jobs))
+		} else {
+			t.Logf("%d distinct addresses, %s to %s", len(distinct), slices.MinFunc(ps, func(a, b vxEP) int { return a.ip.Compare(b.ip) }).ip,
+				slices.MaxFunc(ps, func(a, b vxEP) int { return a.ip.Compare(b.ip) }).ip)
+		}
+		if now, err := weftKeys(cli); err != nil {
+			t.Error(err)
+		} else if len(now) < len(keys)+len(jobs) {
+			t.Errorf("etcd holds %d weft keys with %d more containers, %d before: not one address claim each", len(now), len(jobs), len(keys))
+		} else {
+			t.Logf("etcd holds %d weft keys, %d before the %d containers", len(now), len(keys), len(jobs))
+		}
+		// Container k of each host pings container k of the next host:
+		// the reply proves the sender's entries reached that host too.
+		var pairs []vxPair
+		for i := range hosts {
+			for k := range vxPerHost {
+				pairs = append(pairs, vxPair{byHost[i][k], byHost[(i+1)%len(hosts)][k]})
+			}
+		}
+		vxPingAll(t, fmt.Sprintf("%d containers started at once", len(jobs)), vxConverge, pairs...)
+
+		rmParallel(t, ps)
+		release(ps...)
+		keysBack(t, fmt.Sprintf("after removing the %d containers", len(jobs)), keys)
+	})
+
 	// etcd entirely down.
 	pids := map[*Host]string{}
 	for _, h := range hosts {
@@ -601,7 +795,7 @@ func TestVxlanAcrossHosts(t *testing.T) {
 			}
 		}
 	})
-	t.Logf("%d distinct addresses handed out across 3 hosts", len(owners))
+	t.Logf("%d addresses handed out across 3 hosts, never one twice at a time (%d of them released on the way)", handed, released)
 
 	// Everything removed on every host; then no vxlan object in any
 	// kernel and no weft key in etcd but the schema marker.
@@ -671,6 +865,29 @@ func TestVxlanAcrossHosts(t *testing.T) {
 		h.WeftAlive(t)
 	}
 	t.Logf("test body took %s", time.Since(start).Round(time.Millisecond))
+}
+
+// etcdLeader is the member of c that its leader is, as the members say.
+func etcdLeader(t testing.TB, cli *clientv3.Client, c *etcdtest.Cluster) *etcdtest.Member {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var errs []error
+	for _, m := range c.Members {
+		if !m.Running() {
+			continue
+		}
+		st, err := cli.Status(ctx, m.ClientURL)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("member %s: %w", m.Name, err))
+			continue
+		}
+		if st.Header.MemberId == st.Leader {
+			return m
+		}
+	}
+	t.Fatalf("no running etcd member says it is the leader: %v", errors.Join(errs...))
+	return nil
 }
 
 // vxRequireKernel skips the test if this kernel cannot make VXLAN links,
