@@ -9,8 +9,11 @@
 #                                     # writes to /tmp/weft-bench-quick
 #   scripts/bench.sh --only attach,plugin [--out DIR]
 #                                     # some sections (attach, plugin, dataplane,
-#                                     # netcreate, footprint); writes to
-#                                     # /tmp/weft-bench-partial unless --out
+#                                     # multihost, netcreate, footprint); writes
+#                                     # to /tmp/weft-bench-partial unless --out
+#                                     # (multihost: weft vxlan vs Docker's
+#                                     # overlay in a swarm vs the underlay,
+#                                     # across two docker hosts)
 #   scripts/bench.sh --networks N     # netcreate with N networks of each driver
 #                                     # (default 1000; --quick: 20)
 #
@@ -20,8 +23,9 @@
 # starts its own dockerd and weft in network namespaces named weft-bench-*
 # (never the machine's engine, never the e2e suite's weft-e2e*), sends
 # traffic only between namespaces it made, and removes everything at the end.
-# The raw samples are kept in /tmp/weft-bench-results[-quick].json; re-render
-# the page from them with: go run -tags bench ./test/bench render -raw FILE -out docs
+# The raw samples are kept in /tmp/weft-bench-results[-quick|-partial].json;
+# re-render the page from them with: go run -tags bench ./test/bench render
+# -raw FILE -out docs (add -merge PARTIAL.json to replace some sections).
 #
 # Exit status: non-zero if the harness could not measure (a section failed);
 # a missed performance goal is reported in the page, not as a failure.
@@ -53,7 +57,7 @@ while (($#)); do
 		shift
 		;;
 	-h | --help)
-		sed -n '2,27p' "$0"
+		sed -n '2,31p' "$0"
 		exit 0
 		;;
 	*)
@@ -88,9 +92,10 @@ trap cleanup EXIT
 
 # docker.io: dockerd (+ containerd, runc); busybox-static: the image;
 # iperf3: throughput; linux-perf: the profiles; strace: iptables processes
-# per network create; ipset: the repair-after-flush measurement; the rest:
-# ip, nsenter, unshare, iptables-save, iptables-nft/-legacy.
-packages=(docker.io iptables busybox-static iproute2 util-linux iperf3 linux-perf strace ipset)
+# per network create; ipset: the repair-after-flush measurement; etcd-server:
+# the store of the multihost section's wefts; the rest: ip, nsenter,
+# unshare, iptables-save, iptables-nft/-legacy.
+packages=(docker.io iptables busybox-static iproute2 util-linux iperf3 linux-perf strace ipset etcd-server)
 missing=()
 for p in "${packages[@]}"; do
 	if [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true) != "install ok installed" ]]; then

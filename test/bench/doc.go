@@ -43,8 +43,21 @@
 //     container: weft bridge, Docker bridge, and a bare veth pair between two
 //     namespaces. Tools run from the host inside the containers' network
 //     namespaces with nsenter, so the image needs none. More topologies
-//     (macvlan, vxlan) plug in as further dataplane targets (see targets in
+//     (macvlan) plug in as further dataplane targets (see targets in
 //     dataplane.go).
+//   - multihost: the same throughput and request/response measurement
+//     across two docker hosts (namespaces weft-bench-mh1 and weft-bench-mh2,
+//     each with its own dockerd and weft) joined by an underlay, a Linux
+//     bridge at MTU 1500 in a namespace of its own (weft-bench-mhlan,
+//     testhost.Switch, as the end-to-end suite's LANs): a weft vxlan network
+//     on both hosts (the wefts sharing one etcd member the harness starts,
+//     its sockets under the work directory), Docker's overlay network in a
+//     swarm of the same two hosts (swarm init on one, join on the other, an
+//     --attachable network), and the underlay itself, host namespace to
+//     host namespace (the ceiling), interleaved; each driver chooses its
+//     MTU. If Docker's overlay cannot run on the machine, the section says
+//     why and still measures weft against the underlay. Needs etcd
+//     (/usr/bin/etcd, Debian's etcd-server).
 //   - footprint: weft's resident memory idle and with 1000 endpoints; the
 //     ipam and plugin Go benchmarks (10^6 addresses in a /64).
 //
@@ -59,7 +72,10 @@
 // exec-root, socket and --cgroup-parent /weft-bench-main, and weft as a
 // legacy plugin beside it. The plugin-latency weft processes run in
 // namespaces weft-bench-pl* with their own state directories and sockets and
-// no dockerd. Everything lives under the work directory (default
+// no dockerd. The multihost section's two hosts (weft-bench-mh1, -mh2) are
+// built the same way; their underlay addresses are in 198.18.0.0/24 (RFC
+// 2544's benchmarking range) on a bridge that has no link out, and their
+// etcd listens only on unix sockets under the work directory. Everything lives under the work directory (default
 // /tmp/weft-bench). At start the harness takes /run/weft-bench.lock and
 // removes what a crashed earlier run left (processes recorded in its
 // pidfiles, weft-bench-* namespaces and cgroups, the work directory); at the

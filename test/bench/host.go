@@ -38,10 +38,24 @@ type dockerHost struct {
 	// dockerd.
 	testhost.Machine
 	weft *testhost.Proc
+	// weftEnv is added to weft's environment (WEFT_STORE, WEFT_VTEP_ADDR).
+	weftEnv []string
+}
+
+// hostOptions are what a host beyond the plain docker host needs.
+type hostOptions struct {
+	weftEnv []string
+	// netReady, if set, runs once the host's namespace exists, before
+	// weft and dockerd start (e.g. to plug it into an underlay).
+	netReady func(netns string) error
 }
 
 func startDockerHost(name string) (h *dockerHost, err error) {
-	h = &dockerHost{name: name, Machine: testhost.NewMachine(nsPrefix+name, filepath.Join(cfg.dir, name))}
+	return startDockerHostWith(name, hostOptions{})
+}
+
+func startDockerHostWith(name string, opt hostOptions) (h *dockerHost, err error) {
+	h = &dockerHost{name: name, Machine: testhost.NewMachine(nsPrefix+name, filepath.Join(cfg.dir, name)), weftEnv: opt.weftEnv}
 	defer func() {
 		if err != nil {
 			err = fmt.Errorf("starting docker host %s: %w", name, err)
@@ -57,6 +71,11 @@ func startDockerHost(name string) (h *dockerHost, err error) {
 	}
 	if err := testhost.AddNetNS(h.NetNS); err != nil {
 		return h, err
+	}
+	if opt.netReady != nil {
+		if err := opt.netReady(h.NetNS); err != nil {
+			return h, err
+		}
 	}
 	if err := h.StartHolder("weft-bench"); err != nil {
 		return h, err
@@ -83,7 +102,7 @@ func (h *dockerHost) startWeft() error {
 		"--state-dir", filepath.Join(h.Dir, "weft-state"),
 		"--log-level", cfg.logLevel,
 	)
-	p, err := testhost.StartProc("weft", filepath.Join(h.Dir, "weft.log"), filepath.Join(h.Dir, "weft.pid"), argv...)
+	p, err := testhost.StartProcEnv("weft", filepath.Join(h.Dir, "weft.log"), filepath.Join(h.Dir, "weft.pid"), h.weftEnv, argv...)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -34,7 +35,7 @@ var cfg struct {
 }
 
 // sections in the order they run.
-var sections = []string{"plugin", "attach", "dataplane", "netcreate", "footprint"}
+var sections = []string{"plugin", "attach", "dataplane", "multihost", "netcreate", "footprint"}
 
 func main() {
 	if len(os.Args) < 2 {
@@ -65,7 +66,7 @@ func main() {
 
 func usage() {
 	fmt.Fprintln(os.Stderr, `usage: bench run -weft BIN [-quick] [-networks N] [-only s1,s2] [-out DIR] [-raw FILE]
-       bench render -raw FILE -out DIR
+       bench render -raw FILE [-merge LATER -save MERGED] -out DIR
        bench rr-server -addr ADDR | rr-client -addr ADDR -duration D | tcp-probe -addr ADDR
 sections: `+strings.Join(sections, ", "))
 }
@@ -84,7 +85,7 @@ func cmdRun(args []string) error {
 	fs.IntVar(&cfg.networks, "networks", 0, fmt.Sprintf("netcreate: networks of each driver, 2 to %d (default 1000; with -quick 20)", maxNetworks))
 	only := fs.String("only", "", "comma-separated sections to run (default: all)")
 	out := fs.String("out", "docs", "directory for benchmarks.md and img/")
-	raw := fs.String("raw", "", "where to write the raw samples as JSON (default: OUT/../ is not used; /tmp/weft-bench-results[-quick].json)")
+	raw := fs.String("raw", "", "where to write the raw samples as JSON (default: /tmp/weft-bench-results.json; -quick: /tmp/weft-bench-results-quick.json; -only: /tmp/weft-bench-results-partial.json)")
 	_ = fs.Parse(args)
 	if os.Geteuid() != 0 {
 		return errors.New("run as root: the harness creates network namespaces and starts dockerd")
@@ -130,9 +131,16 @@ func cmdRun(args []string) error {
 		}
 	}
 	if *raw == "" {
-		*raw = "/tmp/weft-bench-results.json"
-		if cfg.quick {
+		// A run of some sections keeps its own file, so that the full
+		// run's (which docs/benchmarks.md is rendered from, and render
+		// -merge merges into) survives it.
+		switch {
+		case cfg.quick:
 			*raw = "/tmp/weft-bench-results-quick.json"
+		case len(cfg.only) > 0:
+			*raw = "/tmp/weft-bench-results-partial.json"
+		default:
+			*raw = "/tmp/weft-bench-results.json"
 		}
 	}
 
@@ -187,16 +195,93 @@ func cmdRender(args []string) error {
 	fs := flag.NewFlagSet("render", flag.ExitOnError)
 	raw := fs.String("raw", "/tmp/weft-bench-results.json", "raw samples written by run")
 	out := fs.String("out", "docs", "directory for benchmarks.md and img/")
+	merge := fs.String("merge", "", "raw samples of a later run of some sections (run -only ...): its sections replace -raw's, and the page names the run they came from")
+	save := fs.String("save", "", "with -merge: write the merged raw samples here")
 	_ = fs.Parse(args)
-	b, err := os.ReadFile(*raw)
+	res, err := readResults(*raw)
 	if err != nil {
 		return err
 	}
+	if *merge != "" {
+		later, err := readResults(*merge)
+		if err != nil {
+			return err
+		}
+		if err := mergeResults(res, later); err != nil {
+			return err
+		}
+		if *save != "" {
+			b, err := json.MarshalIndent(res, "", " ")
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(*save, b, 0o644); err != nil {
+				return err
+			}
+		}
+	}
+	return render(res, *out)
+}
+
+func readResults(path string) (*results, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
 	var res results
 	if err := json.Unmarshal(b, &res); err != nil {
-		return err
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return render(&res, *out)
+	return &res, nil
+}
+
+// mergeResults puts the sections later measured into res (replacing res's
+// own of the same name) and records where they came from (results.Merged).
+// Only sections whose raw data stand alone can be merged: the footprint
+// reads the plugin section's, and netcreate's scale comparison the
+// dataplane's.
+func mergeResults(res, later *results) error {
+	var secs []string
+	for _, s := range later.Seconds {
+		secs = append(secs, s.Section)
+	}
+	if len(secs) == 0 {
+		return errors.New("-merge: the later run measured no section")
+	}
+	m := mergedRun{Sections: secs, Start: later.Start, End: later.End, Quick: later.Quick,
+		LoadStart: later.Machine.LoadStart, LoadEnd: later.Machine.LoadEnd, Commit: later.Machine.Commit}
+	for _, s := range secs {
+		switch s {
+		case "multihost":
+			res.Multi = later.Multi
+		case "attach":
+			res.Attach = later.Attach
+		case "dataplane":
+			res.Data = later.Data
+		default:
+			return fmt.Errorf("-merge: section %s cannot be merged into another run's page (others read its raw data); rerun the whole benchmark", s)
+		}
+		delete(res.Errors, s)
+		if e, ok := later.Errors[s]; ok {
+			if res.Errors == nil {
+				res.Errors = map[string]string{}
+			}
+			res.Errors[s] = e
+		}
+		res.Seconds = slices.DeleteFunc(res.Seconds, func(t sectionTime) bool { return t.Section == s })
+	}
+	res.Seconds = append(res.Seconds, later.Seconds...)
+	res.Merged = append(res.Merged, m)
+	return nil
+}
+
+// mergedRun is a later run whose sections render -merge put into a page.
+type mergedRun struct {
+	Sections           []string
+	Start, End         time.Time
+	Quick              bool
+	LoadStart, LoadEnd string
+	Commit             string
 }
 
 func contains(list []string, s string) bool {
@@ -249,6 +334,8 @@ func measure(ctx context.Context, res *results) error {
 			res.NetCreate, err = benchNetCreate(ctx, host)
 		case "dataplane":
 			res.Data, err = benchDataplane(ctx, host)
+		case "multihost":
+			res.Multi, err = benchMultihost(ctx)
 		case "footprint":
 			res.Foot, err = benchFootprint(ctx, res.Plugin)
 		}
@@ -281,6 +368,9 @@ type results struct {
 	Plugin    *pluginResult    `json:",omitempty"`
 	NetCreate *netcreateResult `json:",omitempty"`
 	Data      *dataResult      `json:",omitempty"`
+	Multi     *multiResult     `json:",omitempty"`
 	Foot      *footResult      `json:",omitempty"`
 	Errors    map[string]string
+	// Merged: later runs whose sections replaced this run's (render -merge).
+	Merged []mergedRun `json:",omitempty"`
 }

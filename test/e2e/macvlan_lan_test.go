@@ -67,19 +67,12 @@ func newLAN(t *testing.T, tag string, router netip.Prefix, mtu int, beyond bool)
 			t.Errorf("removing LAN %s: %v", l.NetNS, err)
 		}
 	})
-	steps := [][]string{
-		{"ip", "netns", "add", l.NetNS},
-		{"ip", "-n", l.NetNS, "link", "set", "lo", "up"},
-		{"ip", "-n", l.NetNS, "link", "add", lanSwitch, "mtu", fmt.Sprint(mtu), "type", "bridge"},
-		{"ip", "-n", l.NetNS, "addr", "add", router.String(), "dev", lanSwitch},
-		{"ip", "-n", l.NetNS, "link", "set", lanSwitch, "up"},
+	if _, err := testhost.NewSwitch(l.NetNS, lanSwitch, mtu, router.String()); err != nil {
+		t.Fatalf("creating LAN %s: %v", l.NetNS, err)
 	}
 	if beyond {
 		l.Beyond = netip.MustParseAddr(lanBeyond)
-		steps = append(steps, []string{"ip", "-n", l.NetNS, "addr", "add", lanBeyond + "/32", "dev", "lo"})
-	}
-	for _, s := range steps {
-		if _, err := testhost.RunT(30*time.Second, s...); err != nil {
+		if _, err := testhost.RunT(30*time.Second, "ip", "-n", l.NetNS, "addr", "add", lanBeyond+"/32", "dev", "lo"); err != nil {
 			t.Fatalf("creating LAN %s: %v", l.NetNS, err)
 		}
 	}
@@ -93,7 +86,6 @@ func (l *LAN) Attach(t *testing.T, h *Host, parent string) {
 	t.Helper()
 	port := fmt.Sprintf("port%d", l.ports)
 	l.ports++
-	mtu := fmt.Sprint(l.MTU)
 	t.Cleanup(func() {
 		if cfg.keep {
 			return
@@ -102,19 +94,13 @@ func (l *LAN) Attach(t *testing.T, h *Host, parent string) {
 		// parent left to die with the LAN namespace would vanish
 		// asynchronously, and a later test creating the same name
 		// could find it still there.
-		if _, err := h.ns("ip", "link", "del", parent); err != nil && !strings.Contains(err.Error(), "Cannot find device") {
+		if err := testhost.DetachPeer(h.NetNS, parent); err != nil {
 			t.Errorf("removing LAN port %s of host %s: %v", parent, h.Name, err)
 		}
 	})
-	steps := [][]string{
-		{"ip", "-n", l.NetNS, "link", "add", port, "mtu", mtu, "type", "veth", "peer", "name", parent, "mtu", mtu, "netns", h.NetNS},
-		{"ip", "-n", l.NetNS, "link", "set", port, "master", lanSwitch, "up"},
-		{"ip", "-n", h.NetNS, "link", "set", parent, "up"},
-	}
-	for _, s := range steps {
-		if _, err := testhost.RunT(30*time.Second, s...); err != nil {
-			t.Fatalf("attaching host %s to LAN %s: %v", h.Name, l.NetNS, err)
-		}
+	sw := testhost.Switch{NetNS: l.NetNS, Bridge: lanSwitch, MTU: l.MTU}
+	if err := sw.Attach(port, h.NetNS, parent); err != nil {
+		t.Fatalf("attaching host %s to LAN %s: %v", h.Name, l.NetNS, err)
 	}
 }
 
