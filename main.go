@@ -20,8 +20,11 @@ import (
 	"github.com/weftnet/weft/dataplane/macvlan"
 	"github.com/weftnet/weft/dataplane/nl"
 	"github.com/weftnet/weft/dataplane/vxlan"
+	"github.com/weftnet/weft/doctor"
 	"github.com/weftnet/weft/ipam"
+	"github.com/weftnet/weft/metrics"
 	"github.com/weftnet/weft/plugin"
+	"github.com/weftnet/weft/status"
 	"github.com/weftnet/weft/store/bolt"
 	"github.com/weftnet/weft/store/etcd"
 )
@@ -44,8 +47,12 @@ func run(args []string) int {
 		return 0
 	case "serve":
 		return serve(args)
+	case "status":
+		return status.Main(args, os.Stdout, os.Stderr, os.Getenv)
+	case "doctor":
+		return doctor.Main(args, os.Stdout, os.Stderr, os.Getenv)
 	default:
-		fmt.Fprintf(os.Stderr, "weft: unknown command %q; use serve or version\n", cmd)
+		fmt.Fprintf(os.Stderr, "weft: unknown command %q; use serve, status, doctor or version\n", cmd)
 		return 2
 	}
 }
@@ -75,12 +82,14 @@ func serve(args []string) int {
 		log.Error("cannot listen", "socket", st.Socket, "err", err)
 		return 1
 	}
-	srv := plugin.NewServer(driver, log, plugin.ServerOptions{})
+	mx, metricsDone := startMetrics(ctx, st.Metrics, driver, log)
+	defer metricsDone() // runs last: the stop() deferred below ends the metrics server first
+	srv := plugin.NewServer(driver, log, plugin.ServerOptions{Observer: mx.Observer()})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
 	log.Info("listening", "socket", st.Socket, "version", version)
 
-	closeDeps, err := start(ctx, driver, st, log)
+	closeDeps, err := start(ctx, driver, st, log, mx)
 	if err != nil {
 		log.Error("start-up failed; answering every request with this error", "err", err)
 	}
@@ -104,7 +113,7 @@ func serve(args []string) int {
 
 // start opens the store, builds IPAM and the modes, and hands them to the
 // driver, which loads and reconciles its state.
-func start(ctx context.Context, d *plugin.Driver, st plugin.Settings, log *slog.Logger) (func(), error) {
+func start(ctx context.Context, d *plugin.Driver, st plugin.Settings, log *slog.Logger, mx *metrics.Metrics) (func(), error) {
 	dir, why := st.ResolveStateDir(os.Stat)
 	st.StateDir = dir
 	log.Info("state directory: "+dir, "why", why)
@@ -147,7 +156,7 @@ func start(ctx context.Context, d *plugin.Driver, st plugin.Settings, log *slog.
 		return closeDB, err
 	}
 	deps := plugin.Deps{
-		Store: db,
+		Store: mx.Store(db),
 		IPAM:  ipam.New(st.DefaultPools),
 		Modes: map[dataplane.ModeName]dataplane.Mode{
 			dataplane.Bridge:  bridge.New(h, firewall, log, bridgeOpts...),
@@ -157,11 +166,12 @@ func start(ctx context.Context, d *plugin.Driver, st plugin.Settings, log *slog.
 		Routes:           h,
 		ReservationGrace: st.ReservationGrace,
 		LeaseTTL:         st.LeaseTTL,
+		Observer:         mx.Observer(),
 	}
 	deps.HostName, _ = os.Hostname()
 	closeCluster := func() {}
 	if st.Etcd.Enabled() {
-		deps.Cluster, closeCluster = connectCluster(ctx, st.Etcd, log)
+		deps.Cluster, closeCluster = connectCluster(ctx, st.Etcd, log, mx)
 	}
 	closeAll := func() {
 		// Kernel work the modes finish after answering (a veth pair's
@@ -201,7 +211,7 @@ func vxlanOpts(st plugin.Settings, firewall *fw.Firewall) []vxlan.Option {
 // and bridge networks must not wait for it. Until then, requests that need
 // the cluster fail at once with the reason. The returned func stops the
 // attempts and closes the store.
-func connectCluster(ctx context.Context, es plugin.EtcdSettings, log *slog.Logger) (*plugin.ClusterLink, func()) {
+func connectCluster(ctx context.Context, es plugin.EtcdSettings, log *slog.Logger, mx *metrics.Metrics) (*plugin.ClusterLink, func()) {
 	link := plugin.NewClusterLink(es.Name())
 	cfg := etcd.Config{Endpoints: es.Endpoints, CAFile: es.CAFile, CertFile: es.CertFile, KeyFile: es.KeyFile}
 	ctx, cancel := context.WithCancel(ctx)
@@ -214,7 +224,7 @@ func connectCluster(ctx context.Context, es plugin.EtcdSettings, log *slog.Logge
 			s, err := etcd.Open(ctx, cfg)
 			if err == nil {
 				log.Info("connected to the cluster store", "store", s.Name())
-				link.Connected(s)
+				link.Connected(mx.Cluster(s))
 				opened <- s
 				return
 			}

@@ -66,6 +66,8 @@ type Deps struct {
 	// LeaseTTL is how long this host's published vxlan endpoints outlive
 	// it (WEFT_LEASE_TTL); zero means DefaultLeaseTTL.
 	LeaseTTL time.Duration
+	// Observer, if not nil, is told of reconciles and repairs (metrics).
+	Observer Observer
 }
 
 // networkRecord is what the store keeps per network.
@@ -323,7 +325,9 @@ func (d *Driver) reconcileLocked(ctx context.Context) {
 				eps = append(eps, r.Endpoint)
 			}
 		}
-		if err := mode.Reconcile(ctx, nets, eps); err != nil {
+		err := mode.Reconcile(ctx, nets, eps)
+		d.observer().Reconciled(string(name), err)
+		if err != nil {
 			d.log.Error("reconciling mode failed", "mode", name, "err", err)
 		}
 	}

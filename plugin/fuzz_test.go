@@ -575,6 +575,24 @@ func FuzzReleaseAddress(f *testing.F) {
 		rel(fuzzPoolID+"|10.1.0.2", "10.1.0.2"))
 }
 
+func FuzzWeftCheck(f *testing.F) {
+	fuzzRoute(f, "/Weft.Check", func(t *testing.T, _ *fuzzFixture, _ []byte, a map[string]json.RawMessage) {
+		var kc KernelCheck
+		if err := json.Unmarshal(mustJSON(t, a), &kc); err != nil || kc.Missing == nil {
+			t.Fatalf("Check answered %v (%v)", a, err)
+		}
+	})
+}
+
+func FuzzWeftStatus(f *testing.F) {
+	fuzzRoute(f, "/Weft.Status", func(t *testing.T, _ *fuzzFixture, _ []byte, a map[string]json.RawMessage) {
+		var s Status
+		if err := json.Unmarshal(mustJSON(t, a), &s); err != nil || len(s.Networks) != 1 || len(s.Endpoints) != 1 {
+			t.Fatalf("Status answered %v (%v)", a, err)
+		}
+	})
+}
+
 func FuzzWeftState(f *testing.F) {
 	fuzzRoute(f, "/Weft.State", func(t *testing.T, _ *fuzzFixture, _ []byte, a map[string]json.RawMessage) {
 		var s State

@@ -53,6 +53,7 @@ func (d *Driver) repairOnce(ctx context.Context) bool {
 			continue
 		}
 		why, err := c.Check(ctx)
+		d.observer().Checked(string(name), why != "", err)
 		if err != nil {
 			if ctx.Err() == nil {
 				d.log.Error("checking the kernel's state failed", "mode", name, "err", err)
@@ -65,14 +66,17 @@ func (d *Driver) repairOnce(ctx context.Context) bool {
 		d.log.Warn("weft's kernel state was changed behind its back; restoring it", "mode", name, "found", why)
 		start := time.Now()
 		if err := c.Repair(ctx); err != nil {
+			d.observer().Repaired(string(name), err)
 			d.log.Error("restoring weft's kernel state failed; trying again later", "mode", name, "err", err)
 			return false
 		}
 		again, err := c.Check(ctx)
 		if err != nil || again != "" {
+			d.observer().Repaired(string(name), errRepairUnfinished)
 			d.log.Error("restoring weft's kernel state did not finish; trying again later", "mode", name, "still", again, "err", err)
 			return false
 		}
+		d.observer().Repaired(string(name), nil)
 		d.log.Info("weft's kernel state restored", "mode", name, "took", time.Since(start).Round(time.Millisecond))
 	}
 	return true

@@ -78,6 +78,8 @@ type ServerOptions struct {
 	// IdleTimeout bounds how long a kept-alive connection may wait for its
 	// next request.
 	IdleTimeout time.Duration
+	// Observer, if not nil, is told of every answered request (metrics).
+	Observer Observer
 }
 
 func (o ServerOptions) withDefaults() ServerOptions {
@@ -107,7 +109,7 @@ func (o ServerOptions) withDefaults() ServerOptions {
 func NewServer(d *Driver, log *slog.Logger, opts ServerOptions) *http.Server {
 	opts = opts.withDefaults()
 	return &http.Server{
-		Handler:           NewHandler(d, log),
+		Handler:           newHandler(d, log, opts.Observer),
 		ReadHeaderTimeout: opts.ReadHeaderTimeout,
 		ReadTimeout:       opts.ReadTimeout,
 		IdleTimeout:       opts.IdleTimeout,
@@ -213,10 +215,19 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // each API its own mux and Activate manifest, so the routes are composed here
 // from its request/response types (protocol.md §1.3).
 func NewHandler(d *Driver, log *slog.Logger) http.Handler {
-	return logRequests(log, newRouter(d, MaxRequestBytes))
+	return newHandler(d, log, nil)
 }
 
-// newRouter returns every route of both APIs, and weft's own StatePath,
+// newHandler is NewHandler that also tells obs (if not nil) of each request.
+func newHandler(d *Driver, log *slog.Logger, obs Observer) http.Handler {
+	if obs == nil {
+		obs = noObserver{}
+	}
+	return observeRequests(log, obs, newRouter(d, MaxRequestBytes))
+}
+
+// newRouter returns every route of both APIs, and weft's own read-only
+// StatePath, StatusPath (weft status) and CheckPath (weft doctor),
 // taking bodies of at most maxBody bytes.
 func newRouter(d *Driver, maxBody int64) *router {
 	rt := &router{maxBody: maxBody, routes: map[string]http.HandlerFunc{}}
@@ -283,6 +294,8 @@ func newRouter(d *Driver, maxBody int64) *router {
 	})
 
 	noBody(rt, StatePath, func(ctx context.Context) (any, error) { return d.State(ctx) })
+	noBody(rt, StatusPath, func(ctx context.Context) (any, error) { return d.Status(ctx) })
+	noBody(rt, CheckPath, func(ctx context.Context) (any, error) { return d.CheckKernel(ctx) })
 	return rt
 }
 
@@ -307,7 +320,9 @@ func route[Req any](rt *router, path string, fn func(context.Context, *Req) (any
 			writeError(w, http.StatusBadRequest, fmt.Errorf("%s: malformed JSON request: %w", path[1:], err))
 			return
 		}
+		noteRequest(r.Context(), req)
 		resp, err := fn(r.Context(), req)
+		noteError(r.Context(), err)
 		respond(w, resp, err)
 	}
 }
@@ -321,6 +336,7 @@ func noBody(rt *router, path string, fn func(context.Context) (any, error)) {
 			return
 		}
 		resp, err := fn(r.Context())
+		noteError(r.Context(), err)
 		respond(w, resp, err)
 	}
 }
@@ -434,25 +450,156 @@ func appendHex(out []byte, prefix string, v uint32, width int) []byte {
 	return out
 }
 
-// logRequests logs each call at debug level and turns a panic into an error
-// answer, so one bad request cannot take the plugin down. The path is
-// logged sanitized: it is whatever the client sent.
+// logRequests is observeRequests without an Observer.
 func logRequests(log *slog.Logger, next http.Handler) http.Handler {
+	return observeRequests(log, noObserver{}, next)
+}
+
+// observeRequests logs each call, tells obs of it, and turns a panic into an
+// error answer, so one bad request cannot take the plugin down. A call that
+// changes state (mutatingRoutes) is logged at info level, with the IDs it
+// names and the error it answered, so that the log alone tells what dockerd
+// asked of weft and how long each took; the others (capabilities, state
+// reads, EndpointOperInfo) at debug. The path is logged sanitized: it is
+// whatever the client sent; so are the IDs.
+func observeRequests(log *slog.Logger, obs Observer, next http.Handler) http.Handler {
+	routeLabel := routeLabeler()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		path := sanitize(r.URL.Path, maxLogPathBytes)
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		info := &requestInfo{}
+		r = r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info))
 		defer func() {
 			if p := recover(); p != nil {
 				log.Error("request panicked", "path", path, "panic", sanitize(fmt.Sprint(p), maxErrorBytes), "stack", string(debug.Stack()))
 				if !rec.wrote { // otherwise part of an answer is out and cannot be taken back
 					writeError(rec, http.StatusInternalServerError, fmt.Errorf("weft hit an internal error handling %s; see the plugin log", path))
 				}
+				rec.status = http.StatusInternalServerError
 			}
-			log.Debug("request", "path", path, "status", rec.status, "took", time.Since(start))
+			took := time.Since(start)
+			outcome := outcomeOf(rec.status)
+			obs.Request(routeLabel(r.URL.Path), outcome, took)
+			level := slog.LevelDebug
+			if mutating(r.URL.Path) {
+				level = slog.LevelInfo
+			}
+			if !log.Enabled(r.Context(), level) {
+				return
+			}
+			attrs := append([]any{"path", path, "status", rec.status, "outcome", outcome, "took", took.Round(time.Microsecond)}, info.attrs...)
+			if info.err != nil {
+				attrs = append(attrs, "err", sanitize(info.err.Error(), maxErrorBytes))
+			}
+			log.Log(r.Context(), level, "request", attrs...)
 		}()
 		next.ServeHTTP(rec, r)
 	})
+}
+
+// mutating says whether the call at path changes weft's state; each such
+// call is logged at info level.
+func mutating(path string) bool {
+	switch path {
+	case "/NetworkDriver.CreateNetwork", "/NetworkDriver.DeleteNetwork", "/NetworkDriver.AllocateNetwork",
+		"/NetworkDriver.FreeNetwork", "/NetworkDriver.CreateEndpoint", "/NetworkDriver.DeleteEndpoint",
+		"/NetworkDriver.Join", "/NetworkDriver.Leave", "/NetworkDriver.ProgramExternalConnectivity",
+		"/NetworkDriver.RevokeExternalConnectivity",
+		"/IpamDriver.RequestPool", "/IpamDriver.ReleasePool", "/IpamDriver.RequestAddress", "/IpamDriver.ReleaseAddress":
+		return true
+	}
+	return false
+}
+
+// routeLabeler returns the function that names a request's route for
+// metrics: its path without the leading slash when weft serves it, else
+// "other", so that a client sending made-up paths cannot grow the metrics
+// without bound.
+func routeLabeler() func(path string) string {
+	known := map[string]bool{}
+	for path := range newRouter(nil, 0).routes {
+		known[path] = true
+	}
+	return func(path string) string {
+		if known[path] {
+			return path[1:]
+		}
+		return "other"
+	}
+}
+
+// requestInfo carries, from a route's handler to observeRequests, what the
+// log line of the request names: the IDs of the request and its error.
+type requestInfo struct {
+	attrs []any
+	err   error
+}
+
+type requestInfoKey struct{}
+
+// noteRequest records the IDs req names, for the request's log line.
+func noteRequest(ctx context.Context, req any) {
+	info, ok := ctx.Value(requestInfoKey{}).(*requestInfo)
+	if !ok {
+		return
+	}
+	add := func(key, val string) {
+		if val != "" {
+			info.attrs = append(info.attrs, key, sanitize(val, maxLogPathBytes))
+		}
+	}
+	switch r := req.(type) {
+	case *network.CreateNetworkRequest:
+		add("network", r.NetworkID)
+	case *network.DeleteNetworkRequest:
+		add("network", r.NetworkID)
+	case *network.AllocateNetworkRequest:
+		add("network", r.NetworkID)
+	case *network.FreeNetworkRequest:
+		add("network", r.NetworkID)
+	case *network.CreateEndpointRequest:
+		add("network", r.NetworkID)
+		add("endpoint", r.EndpointID)
+	case *network.DeleteEndpointRequest:
+		add("network", r.NetworkID)
+		add("endpoint", r.EndpointID)
+	case *network.InfoRequest:
+		add("network", r.NetworkID)
+		add("endpoint", r.EndpointID)
+	case *network.JoinRequest:
+		add("network", r.NetworkID)
+		add("endpoint", r.EndpointID)
+		add("sandbox", r.SandboxKey)
+	case *network.LeaveRequest:
+		add("network", r.NetworkID)
+		add("endpoint", r.EndpointID)
+	case *network.ProgramExternalConnectivityRequest:
+		add("network", r.NetworkID)
+		add("endpoint", r.EndpointID)
+	case *network.RevokeExternalConnectivityRequest:
+		add("network", r.NetworkID)
+		add("endpoint", r.EndpointID)
+	case *dipam.RequestPoolRequest:
+		add("space", r.AddressSpace)
+		add("pool", r.Pool)
+		add("subpool", r.SubPool)
+	case *dipam.ReleasePoolRequest:
+		add("pool", r.PoolID)
+	case *dipam.RequestAddressRequest:
+		add("pool", r.PoolID)
+		add("address", r.Address)
+	case *dipam.ReleaseAddressRequest:
+		add("pool", r.PoolID)
+		add("address", r.Address)
+	}
+}
+
+// noteError records the error a route answers with, for its log line.
+func noteError(ctx context.Context, err error) {
+	if info, ok := ctx.Value(requestInfoKey{}).(*requestInfo); ok && err != nil {
+		info.err = err
+	}
 }
 
 type statusRecorder struct {

@@ -302,7 +302,7 @@ func TestLongCallOutlivesReadTimeout(t *testing.T) {
 // bodylessRoutes are the calls dockerd (or an operator) sends without a body.
 var bodylessRoutes = []string{
 	"/Plugin.Activate", "/NetworkDriver.GetCapabilities", "/IpamDriver.GetCapabilities",
-	"/IpamDriver.GetDefaultAddressSpaces", StatePath,
+	"/IpamDriver.GetDefaultAddressSpaces", StatePath, StatusPath, CheckPath,
 }
 
 // TestOversizedBodies: every body-less route ignores a small body and answers

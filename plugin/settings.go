@@ -7,8 +7,11 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/netip"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/weftnet/weft/dataplane"
@@ -54,6 +57,63 @@ type Settings struct {
 	// VxlanOffload is the vxlan links' transmit checksum offload: auto,
 	// on or off (dataplane/vxlan.Offload).
 	VxlanOffload string
+	// Metrics is where to serve Prometheus metrics (WEFT_METRICS_ADDR);
+	// its Network is empty when they are off.
+	Metrics MetricsAddr
+}
+
+// MetricsAddr is a validated WEFT_METRICS_ADDR.
+type MetricsAddr struct {
+	// Network is "tcp", "unix", or "" (metrics off).
+	Network string
+	// Address is host:port for tcp, an absolute socket path for unix.
+	Address string
+}
+
+// maxSocketPath is the longest path a unix socket may have (sun_path less
+// its terminating NUL).
+const maxSocketPath = 107
+
+// ParseMetricsAddr reads WEFT_METRICS_ADDR: empty (off), host:port with an
+// IP address or localhost and a port from 1 to 65535 (an empty host means
+// every address), or unix:///absolute/path. A host name other than
+// localhost is refused: it would be resolved once at start, and metrics
+// are unauthenticated, so where they are served should be plain.
+func ParseMetricsAddr(v string) (MetricsAddr, error) {
+	if v == "" {
+		return MetricsAddr{}, nil
+	}
+	bad := func(why string) (MetricsAddr, error) {
+		return MetricsAddr{}, fmt.Errorf("WEFT_METRICS_ADDR %q is not valid: %s; use host:port such as 127.0.0.1:9323, "+
+			"or unix:///run/weft-metrics.sock, or leave it empty for no metrics", v, why)
+	}
+	if path, ok := strings.CutPrefix(v, "unix://"); ok {
+		switch {
+		case !filepath.IsAbs(path):
+			return bad("the socket path must be absolute (three slashes: unix:///path)")
+		case len(path) > maxSocketPath:
+			return bad(fmt.Sprintf("the socket path is longer than %d bytes", maxSocketPath))
+		case strings.HasSuffix(path, "/"):
+			return bad("the socket path names a directory")
+		}
+		return MetricsAddr{Network: "unix", Address: filepath.Clean(path)}, nil
+	}
+	if strings.Contains(v, "://") {
+		return bad("the only scheme accepted is unix://")
+	}
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return bad("it is neither host:port nor unix:///path")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return bad("the port must be a number from 1 to 65535")
+	}
+	if host != "" && host != "localhost" {
+		if _, err := netip.ParseAddr(host); err != nil {
+			return bad("the host must be an IP address or localhost")
+		}
+	}
+	return MetricsAddr{Network: "tcp", Address: v}, nil
 }
 
 // Firewall designs (WEFT_FIREWALL).
@@ -107,7 +167,7 @@ func settingTable() []setting {
 		{"vtep-addr", "WEFT_VTEP_ADDR", "", "this host's underlay address for vxlan networks (empty: the source address of the default route)"},
 		{"vxlan-offload", "WEFT_VXLAN_OFFLOAD", "auto", "transmit checksum offload on vxlan links: auto (off on kernels before 5.7), on or off"},
 		{"lease-ttl", "WEFT_LEASE_TTL", DefaultLeaseTTL.String(), "how long this host's vxlan endpoints outlive it in the cluster store (2s to 10m)"},
-		{"metrics-addr", "WEFT_METRICS_ADDR", "", "address to serve metrics on (off when empty)"},
+		{"metrics-addr", "WEFT_METRICS_ADDR", "", "serve Prometheus metrics at /metrics on host:port or unix:///path (off when empty)"},
 		{"etcd-ca", "WEFT_ETCD_CA", "", "CA file for etcd TLS"},
 		{"etcd-cert", "WEFT_ETCD_CERT", "", "client certificate file for etcd TLS"},
 		{"etcd-key", "WEFT_ETCD_KEY", "", "client key file for etcd TLS"},
@@ -192,10 +252,8 @@ func ParseSettings(args []string, getenv func(string) string, usageOut io.Writer
 	if st.LeaseTTL, err = time.ParseDuration(ttl); err != nil || st.LeaseTTL < 2*time.Second || st.LeaseTTL > 10*time.Minute {
 		return st, fmt.Errorf("WEFT_LEASE_TTL %q is not valid: use a duration from 2s to 10m, such as 15s", ttl)
 	}
-	for _, name := range []string{"metrics-addr"} {
-		if *vals[name] != "" {
-			return st, fmt.Errorf("--%s is not available in this weft build yet; leave it empty", name)
-		}
+	if st.Metrics, err = ParseMetricsAddr(*vals["metrics-addr"]); err != nil {
+		return st, err
 	}
 	return st, nil
 }
