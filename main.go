@@ -173,6 +173,15 @@ func start(ctx context.Context, d *plugin.Driver, st plugin.Settings, log *slog.
 	if st.Etcd.Enabled() {
 		deps.Cluster, closeCluster = connectCluster(ctx, st.Etcd, log, mx)
 	}
+	if st.Scope == plugin.ScopeGlobal {
+		// A swarm install serves vxlan networks only: without the other
+		// modes it never reconciles (and so never removes) bridges, macvlan
+		// links or bridge rules that a local-scope weft on the node owns.
+		deps.Modes = map[dataplane.ModeName]dataplane.Mode{dataplane.Vxlan: deps.Modes[dataplane.Vxlan]}
+		if st.GossipKey != nil {
+			deps.Gossip = &plugin.GossipSettings{Key: st.GossipKey, Port: st.GossipPort}
+		}
+	}
 	closeAll := func() {
 		// Kernel work the modes finish after answering (a veth pair's
 		// deletion) is done before weft exits.

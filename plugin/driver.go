@@ -68,6 +68,9 @@ type Deps struct {
 	LeaseTTL time.Duration
 	// Observer, if not nil, is told of reconciles and repairs (metrics).
 	Observer Observer
+	// Gossip, if not nil, is how a global-scope weft's vxlan endpoints
+	// reach the other swarm nodes and theirs reach it (swarmpeers.go).
+	Gossip *GossipSettings
 }
 
 // networkRecord is what the store keeps per network.
@@ -124,6 +127,9 @@ type Driver struct {
 	pending map[string]time.Time
 	// cl is the view of the cluster store (cluster.go).
 	cl clusterState
+	// gossip is the gossip worker's state on a global-scope weft
+	// (swarmpeers.go).
+	gossip *gossipState
 	// clMu serialises changes to gateway and aux reservations in the
 	// cluster store (reserveForNetwork, flushPending), so that a network
 	// re-created at once is not undone by its predecessor's pending removal.
@@ -146,6 +152,7 @@ func NewDriver(log *slog.Logger, scope string) (*Driver, error) {
 		detached: map[string]bool{},
 		pending:  map[string]time.Time{},
 		cl:       newClusterState(),
+		gossip:   newGossipState(),
 	}, nil
 }
 
@@ -163,7 +170,7 @@ func (d *Driver) Fail(err error) {
 // grace period is over. Each waits for Start first.
 func (d *Driver) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	for _, work := range []func(context.Context){d.RunReservationSweeper, d.RunRepairer, d.runDetachedCleanup, d.clusterRun} {
+	for _, work := range []func(context.Context){d.RunReservationSweeper, d.RunRepairer, d.runDetachedCleanup, d.clusterRun, d.gossipRun} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

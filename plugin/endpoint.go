@@ -340,14 +340,3 @@ func (d *Driver) RevokeExternalConnectivity(ctx context.Context, req *network.Re
 	}
 	return d.revokePortsLocked(ctx, rec)
 }
-
-// DiscoverNew and DiscoverDelete carry swarm node events; weft's cluster
-// membership comes from its own store, so they are acknowledged and ignored.
-func (d *Driver) DiscoverNew(ctx context.Context, _ *network.DiscoveryNotification) error {
-	return d.wait(ctx)
-}
-
-// DiscoverDelete: see DiscoverNew.
-func (d *Driver) DiscoverDelete(ctx context.Context, _ *network.DiscoveryNotification) error {
-	return d.wait(ctx)
-}

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weftnet/weft/cluster/gossip"
 	"github.com/weftnet/weft/dataplane"
 	"github.com/weftnet/weft/ipam"
 )
@@ -60,6 +61,10 @@ type Settings struct {
 	// Metrics is where to serve Prometheus metrics (WEFT_METRICS_ADDR);
 	// its Network is empty when they are off.
 	Metrics MetricsAddr
+	// GossipKey and GossipPort configure the gossip between the wefts of
+	// a swarm (WEFT_SCOPE=global); no key, no gossip.
+	GossipKey  []byte
+	GossipPort uint16
 }
 
 // MetricsAddr is a validated WEFT_METRICS_ADDR.
@@ -166,7 +171,9 @@ func settingTable() []setting {
 		{"firewall", "WEFT_FIREWALL", FirewallAuto, "bridge firewall: auto (fixed rules where the kernel has ipset), fixed, or per-network"},
 		{"vtep-addr", "WEFT_VTEP_ADDR", "", "this host's underlay address for vxlan networks (empty: the source address of the default route)"},
 		{"vxlan-offload", "WEFT_VXLAN_OFFLOAD", "auto", "transmit checksum offload on vxlan links: auto (off on kernels before 5.7), on or off"},
-		{"lease-ttl", "WEFT_LEASE_TTL", DefaultLeaseTTL.String(), "how long this host's vxlan endpoints outlive it in the cluster store (2s to 10m)"},
+		{"lease-ttl", "WEFT_LEASE_TTL", DefaultLeaseTTL.String(), "how long this host's vxlan endpoints outlive it in the cluster store, or in the other swarm nodes' tables (2s to 10m)"},
+		{"gossip-key", "WEFT_GOSSIP_KEY", "", "WEFT_SCOPE=global: the key (16, 24 or 32 bytes, base64) every weft of the swarm shares for its gossip"},
+		{"gossip-port", "WEFT_GOSSIP_PORT", strconv.Itoa(gossip.DefaultPort), "WEFT_SCOPE=global: the TCP and UDP port of weft's gossip, the same on every node"},
 		{"metrics-addr", "WEFT_METRICS_ADDR", "", "serve Prometheus metrics at /metrics on host:port or unix:///path (off when empty)"},
 		{"etcd-ca", "WEFT_ETCD_CA", "", "CA file for etcd TLS"},
 		{"etcd-cert", "WEFT_ETCD_CERT", "", "client certificate file for etcd TLS"},
@@ -220,7 +227,10 @@ func ParseSettings(args []string, getenv func(string) string, usageOut io.Writer
 	switch st.Scope {
 	case ScopeLocal:
 	case ScopeGlobal:
-		return st, errors.New("WEFT_SCOPE=global (swarm-scoped networks) is not available in this weft build yet; use local")
+		if len(st.Etcd.Endpoints) > 0 {
+			return st, errors.New("WEFT_SCOPE=global and WEFT_STORE=etcd://... do not go together: swarm networks need no store " +
+				"(swarm's own raft holds them, and weft's gossip carries the peers); leave WEFT_STORE empty in the swarm install")
+		}
 	default:
 		return st, fmt.Errorf("WEFT_SCOPE %q is not valid: use local or global", st.Scope)
 	}
@@ -253,6 +263,12 @@ func ParseSettings(args []string, getenv func(string) string, usageOut io.Writer
 		return st, fmt.Errorf("WEFT_LEASE_TTL %q is not valid: use a duration from 2s to 10m, such as 15s", ttl)
 	}
 	if st.Metrics, err = ParseMetricsAddr(*vals["metrics-addr"]); err != nil {
+		return st, err
+	}
+	if st.GossipKey, err = ParseGossipKey(*vals["gossip-key"]); err != nil {
+		return st, err
+	}
+	if st.GossipPort, err = ParseGossipPort(*vals["gossip-port"]); err != nil {
 		return st, err
 	}
 	return st, nil

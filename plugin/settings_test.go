@@ -53,6 +53,11 @@ func TestSettingsRefusals(t *testing.T) {
 		{nil, map[string]string{"WEFT_VTEP_ADDR": "127.0.0.1"}, "WEFT_VTEP_ADDR"},
 		{nil, map[string]string{"WEFT_VTEP_ADDR": "host1"}, "WEFT_VTEP_ADDR"},
 		{nil, map[string]string{"WEFT_DEFAULT_POOLS": "10.0.0.0/8"}, "WEFT_DEFAULT_POOLS"},
+		{nil, map[string]string{"WEFT_SCOPE": "global", "WEFT_STORE": "etcd://10.0.0.1:2379"}, "do not go together"},
+		{nil, map[string]string{"WEFT_GOSSIP_KEY": "c2hvcnQ="}, "WEFT_GOSSIP_KEY"},
+		{nil, map[string]string{"WEFT_GOSSIP_KEY": "not base64!"}, "WEFT_GOSSIP_KEY"},
+		{nil, map[string]string{"WEFT_GOSSIP_PORT": "0"}, "WEFT_GOSSIP_PORT"},
+		{nil, map[string]string{"WEFT_GOSSIP_PORT": "70000"}, "WEFT_GOSSIP_PORT"},
 		{[]string{"extra"}, nil, "unexpected argument"},
 		{[]string{"--no-such-flag"}, nil, "no-such-flag"},
 	}
@@ -61,6 +66,18 @@ func TestSettingsRefusals(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("args %v env %v: error %v, want it to mention %q", tt.args, tt.env, err, tt.want)
 		}
+	}
+}
+
+// A swarm install: global scope, a 32-byte key, the default gossip port.
+func TestSettingsGlobalScope(t *testing.T) {
+	key := "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // 32 bytes
+	s, err := ParseSettings(nil, envOf(map[string]string{"WEFT_SCOPE": "global", "WEFT_GOSSIP_KEY": key}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Scope != ScopeGlobal || len(s.GossipKey) != 32 || s.GossipPort != 7947 {
+		t.Fatalf("scope %q, key of %d bytes, port %d; want global, 32, 7947", s.Scope, len(s.GossipKey), s.GossipPort)
 	}
 }
 

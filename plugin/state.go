@@ -49,7 +49,7 @@ type PoolUse struct {
 
 // stateBuckets are every bucket the driver writes.
 func stateBuckets() []string {
-	return []string{bucketNetworks, bucketEndpoints, bucketPools, bucketAddresses, bucketPorts, bucketClusterPending}
+	return []string{bucketNetworks, bucketEndpoints, bucketPools, bucketAddresses, bucketPorts, bucketClusterPending, bucketSwarmNets, bucketGossipSeeds}
 }
 
 // State answers StatePath.

@@ -89,10 +89,14 @@ func vxlanMAC(ep dataplane.Endpoint) net.HardwareAddr {
 }
 
 // checkVxlan refuses a vxlan network this host cannot make: one
-// without the cluster store or without weft's IPAM.
+// without the cluster store or without weft's IPAM, or, on a global-scope
+// weft, one the gossip cannot serve.
 func (d *Driver) checkVxlan(rec *networkRecord) error {
 	if rec.Network.Mode != dataplane.Vxlan {
 		return nil
+	}
+	if d.scope == ScopeGlobal {
+		return d.checkSwarmVxlan(rec.Network)
 	}
 	if d.deps.Cluster == nil {
 		return fmt.Errorf("%w: vxlan networks span hosts through weft's cluster store, which is not set: "+

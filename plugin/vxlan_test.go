@@ -26,6 +26,7 @@ type fakeVxlan struct {
 	vtep  netip.Addr
 	pmu   sync.Mutex
 	peers map[string][]dataplane.Peer
+	known []netip.Addr // SetKnownVTEPs
 }
 
 var _ dataplane.PeerSetter = (*fakeVxlan)(nil)

@@ -36,6 +36,8 @@ var rules = []rule{
 		forbidden: []string{"github.com/vishvananda/", "github.com/coreos/go-iptables", module + "/dataplane/"}},
 	{pkg: "dataplane/...", why: "the data plane knows nothing of Docker's types, the store or the plugin",
 		forbidden: []string{"github.com/docker/", module + "/store", module + "/plugin", module + "/ipam", module + "/cluster"}},
+	{pkg: "cluster/...", why: "a peer source carries records between wefts; it knows nothing of Docker, the plugin or the kernel",
+		forbidden: []string{"github.com/docker/", module + "/plugin", module + "/dataplane", "github.com/vishvananda/", "github.com/coreos/go-iptables"}},
 }
 
 type pkgInfo struct {
