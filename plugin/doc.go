@@ -3,7 +3,7 @@
 // into validated dataplane values, and orchestrates IPAM, the store and the
 // kernel modes with rollback on failure.
 //
-// Invariants kept here (see DESIGN.md §3):
+// Invariants kept here:
 //   - one mutex serialises all state changes; every change is written to the
 //     store before the request is answered;
 //   - requests wait until the state has been loaded and reconciled at start;

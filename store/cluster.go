@@ -118,7 +118,7 @@ type WatchResponse struct {
 }
 
 // Cluster is a Store that several hosts may share, offering what shared
-// state needs beyond Store (DESIGN.md §2 "Toward a cluster"): revisions,
+// state needs beyond Store: revisions,
 // conditional writes, a watch, and records bound to a lease. etcd
 // (store/etcd) is the real one; store/bolt and store/memstore implement it
 // for one process so that the same code runs, and is tested, without a

@@ -6,7 +6,7 @@
 // Why it exists: dockerd replays nothing to a network or IPAM plugin after the
 // plugin or dockerd restarts, so what weft does not persist is forgotten. The
 // plugin therefore writes every change through Apply and answers dockerd only
-// after Apply returns ("durable before acknowledged", DESIGN.md §3).
+// after Apply returns ("durable before acknowledged").
 //
 // The contract every implementation keeps (store/storetest checks it):
 //
@@ -34,7 +34,7 @@
 //
 // Records shared between hosts (global pools and addresses, VNIs, hosts,
 // shared networks) need more than Store: several weft instances write them
-// at once, with no lock across the network (DESIGN.md §2). Cluster adds what
+// at once, with no lock across the network. Cluster adds what
 // etcd offers and what flannel and Calico build on, so that weft can do the
 // same, and so that the same code runs on one host over bbolt:
 //

@@ -1,7 +1,7 @@
 // Package etcd is weft's cluster store: a store.Cluster on etcd v3
 // (go.etcd.io/etcd/client/v3), so that the weft instances of several
 // standalone Docker engines share pools, addresses, VNIs and hosts
-// (docs/multihost.md §2). It runs against etcd 3.4 (Debian 12's
+// (docs/cluster-store.md). It runs against etcd 3.4 (Debian 12's
 // etcd-server) and later.
 //
 // Layout: every record is one etcd key, Prefix(cluster) + bucket + "/" +

@@ -22,7 +22,7 @@ import (
 	"github.com/weftnet/weft/test/testhost"
 )
 
-// What makes a kernel object weft's (DESIGN.md §3.6; dataplane.OwnerAliasPrefix,
+// What makes a kernel object weft's (dataplane.OwnerAliasPrefix,
 // dataplane.VxlanAliasPrefix and dataplane.DefaultBridgeName; the bridge and
 // vxlan modes' link names).
 const (

@@ -22,7 +22,7 @@ import (
 // --exec-root, and used by name:tag.
 
 // maxListenDelay is how soon after its process starts weft must listen
-// (DESIGN.md §3.5; dockerd gives a managed plugin a few seconds).
+// (dockerd gives a managed plugin a few seconds to listen: moby#32095).
 const maxListenDelay = time.Second
 
 // mp returns the host's managed plugin.

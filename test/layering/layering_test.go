@@ -1,5 +1,5 @@
 // Package layering checks that the dependency direction weft's packages
-// keep (DESIGN.md §2: main → plugin → ipam, dataplane, store) holds by itself:
+// keep (main → plugin → ipam, dataplane, store) holds by itself:
 // a wrong import fails the unit tests, and so CI, instead of waiting for a
 // reviewer to notice.
 package layering
@@ -110,7 +110,7 @@ func TestDependencyDirection(t *testing.T) {
 			seen++
 			for _, dep := range p.Deps {
 				if r.violation(dep, pkgs) {
-					t.Errorf("%s depends on %s: %s (DESIGN.md §2)", path, dep, r.why)
+					t.Errorf("%s depends on %s: %s", path, dep, r.why)
 				}
 			}
 		}

@@ -1,8 +1,7 @@
 // Package etcdtest starts real etcd servers (Debian's etcd-server, the
 // same binary users run) as child processes of a test, so that the etcd
 // store and, later, weft's multi-host tests run against etcd itself rather
-// than a fake or an embedded server of another version (docs/multihost.md
-// §2).
+// than a fake or an embedded server of another version.
 //
 // Nothing listens on a host port: every member's client and peer listeners
 // are unix sockets in a private temporary directory, so parallel test

@@ -27,7 +27,7 @@ import (
 )
 
 // KernelFeatureMarker is the text a skip message must contain to be allowed:
-// the test needs a kernel feature this machine lacks (DESIGN.md §4, §5).
+// the test needs a kernel feature this machine lacks.
 const KernelFeatureMarker = "missing kernel feature:"
 
 // event is one line of `go test -json` (cmd/test2json).
