@@ -89,6 +89,9 @@ func parseNetwork(req networkRequest) (dataplane.Network, error) {
 	if n.Mode, err = parseMode(generic); err != nil {
 		return n, err
 	}
+	if err := checkIPv4Enabled(req.Options); err != nil {
+		return n, err
+	}
 	if n.EnableIPv6, err = boolOption(req.Options, keyEnableIPv6, false); err != nil {
 		return n, err
 	}
@@ -396,6 +399,21 @@ func checkID(kind, id string) error {
 	return nil
 }
 
+// checkIPv4Enabled refuses an IPv6-only network (`--ipv4=false`, Docker 28
+// and later): every weft mode gives each container an IPv4 address, and
+// taking the option silently would make a network the user did not ask
+// for.
+func checkIPv4Enabled(opts map[string]any) error {
+	v4, err := boolOption(opts, keyEnableIPv4, true)
+	if err != nil {
+		return err
+	}
+	if !v4 {
+		return fmt.Errorf("%w: IPv6-only networks (--ipv4=false) are not supported by weft yet; leave IPv4 on (add --ipv6 for dual stack)", ErrInvalidOption)
+	}
+	return nil
+}
+
 // gatewayless reports whether a network created with these CreateNetwork
 // options has no use for a gateway address (see Driver.GwAllocCheck). It
 // refuses what CreateNetwork would refuse, so the user hears of a bad
@@ -407,6 +425,9 @@ func gatewayless(opts map[string]any) (bool, error) {
 	}
 	mode, err := parseMode(generic)
 	if err != nil {
+		return false, err
+	}
+	if err := checkIPv4Enabled(opts); err != nil {
 		return false, err
 	}
 	internal, err := boolOption(opts, keyInternal, false)

@@ -131,3 +131,23 @@ func TestParseNetworkModes(t *testing.T) {
 		t.Fatalf("vxlan: %+v %v", n, err)
 	}
 }
+
+// An IPv6-only network (--ipv4=false, Docker 28 and later) is refused, both
+// by CreateNetwork and by the gateway check that comes before it; IPv4 on,
+// or the option absent (older engines), is fine.
+func TestIPv6OnlyRefused(t *testing.T) {
+	for _, v := range []any{false, "false"} {
+		opts := map[string]any{keyGeneric: map[string]any{}, keyEnableIPv4: v, keyEnableIPv6: true}
+		_, err := parseNetwork(networkRequest{ID: testNetID, Options: opts, IPv6: []ipamData{{Pool: "fd00::/64"}}})
+		if !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), "--ipv4=false") {
+			t.Errorf("enable_ipv4=%v: CreateNetwork got %v; want a refusal naming --ipv4=false", v, err)
+		}
+		if _, err := gatewayless(opts); !errors.Is(err, ErrInvalidOption) {
+			t.Errorf("enable_ipv4=%v: GwAllocCheck got %v; want a refusal", v, err)
+		}
+	}
+	opts := map[string]any{keyGeneric: map[string]any{}, keyEnableIPv4: true}
+	if _, err := parseNetwork(networkRequest{ID: testNetID, Options: opts, IPv4: v4Data("10.1.0.0/24", "")}); err != nil {
+		t.Errorf("enable_ipv4=true: %v", err)
+	}
+}
