@@ -122,6 +122,9 @@ type Driver struct {
 	// Docker joins them.
 	detached    map[string]bool
 	detachedDue time.Time
+	// epShort indexes eps by dataplane.ShortID (endpoint.go,
+	// shortIDTakenLocked); entries may be stale, none is missing.
+	epShort map[string]string
 	// pending maps each unclaimed IPAM reservation (a pool ID or an
 	// addressKey) to when it was made (reservations.go).
 	pending map[string]time.Time

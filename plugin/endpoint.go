@@ -53,10 +53,8 @@ func (d *Driver) CreateEndpoint(ctx context.Context, req *network.CreateEndpoint
 	}
 	// Kernel links carry the first 12 characters of the endpoint ID: a
 	// second endpoint sharing them would take over the first one's veth.
-	for id := range d.eps {
-		if dataplane.ShortID(id) == dataplane.ShortID(ep.ID) {
-			return nil, fmt.Errorf("endpoint ID %s starts with the same 12 characters as endpoint %s, and weft names links after them; start the container again to get a new endpoint ID", ep.ID, id)
-		}
+	if id, ok := d.shortIDTakenLocked(ep.ID); ok {
+		return nil, fmt.Errorf("endpoint ID %s starts with the same 12 characters as endpoint %s, and weft names links after them; start the container again to get a new endpoint ID", ep.ID, id)
 	}
 	mode, err := d.mode(n.Mode)
 	if err != nil {
@@ -79,11 +77,50 @@ func (d *Driver) CreateEndpoint(ctx context.Context, req *network.CreateEndpoint
 	crashPoint("CreateEndpoint/saved")
 	d.claimedLocked(claims)
 	d.eps[ep.ID] = rec
+	if d.epShort != nil {
+		d.epShort[dataplane.ShortID(ep.ID)] = ep.ID
+	}
 	if n.Mode == dataplane.Vxlan {
 		d.kickCluster() // publish it
 	}
 	d.log.Info("endpoint created", "network", dataplane.ShortID(n.ID), "endpoint", dataplane.ShortID(ep.ID), "ipv4", ep.IPv4, "ipv6", ep.IPv6)
 	return endpointResponse(rec), nil
+}
+
+// shortIDTakenLocked returns the known endpoint whose ID starts with the
+// same 12 characters as id (dataplane.ShortID), if there is one. It looks
+// in d.epShort rather than at every endpoint, so that a CreateEndpoint does
+// not cost more on a host with many endpoints. The index is built on first
+// use (after Start has loaded every endpoint) and kept by CreateEndpoint and
+// DeleteEndpoint; endpoints removed elsewhere (orphans, DeleteNetwork) leave
+// stale entries, which a lookup checks against d.eps, falling back to a
+// full scan, and which a rebuild clears once they outnumber the endpoints.
+func (d *Driver) shortIDTakenLocked(id string) (string, bool) {
+	if d.epShort == nil || len(d.epShort) > 2*len(d.eps)+64 {
+		d.epShort = make(map[string]string, len(d.eps))
+		for other := range d.eps {
+			d.epShort[dataplane.ShortID(other)] = other
+		}
+	}
+	short := dataplane.ShortID(id)
+	other, ok := d.epShort[short]
+	if !ok {
+		return "", false
+	}
+	if _, live := d.eps[other]; live && other != id {
+		return other, true
+	}
+	// Stale: the indexed endpoint is gone, but another one sharing the
+	// prefix (only a store written before weft refused them can hold two)
+	// may not be indexed.
+	delete(d.epShort, short)
+	for other := range d.eps {
+		if other != id && dataplane.ShortID(other) == short {
+			d.epShort[short] = other
+			return other, true
+		}
+	}
+	return "", false
 }
 
 // parseEndpoint reads the IDs, the addresses Docker assigned and the MAC,
@@ -220,6 +257,9 @@ func (d *Driver) DeleteEndpoint(ctx context.Context, req *network.DeleteEndpoint
 	crashPoint("DeleteEndpoint/saved")
 	delete(d.eps, id)
 	delete(d.detached, id)
+	if d.epShort[dataplane.ShortID(id)] == id {
+		delete(d.epShort, dataplane.ShortID(id))
+	}
 	if n.Mode == dataplane.Vxlan {
 		d.kickCluster() // withdraw it
 	}

@@ -32,9 +32,9 @@ import (
 // the lock and decides on that.
 func (m *Mode) Check(ctx context.Context) (string, error) {
 	m.mu.Lock()
-	fams := m.checkedFamilies()
+	fams, bridges := m.checkedFamilies(), m.checkedBridges()
 	m.mu.Unlock()
-	k, err := m.readKernel(ctx, fams)
+	k, err := m.readKernel(ctx, fams, bridges)
 	if err != nil {
 		return "", err
 	}
@@ -43,7 +43,7 @@ func (m *Mode) Check(ctx context.Context) (string, error) {
 	if why := m.compareKernel(k); why == "" {
 		return "", nil
 	}
-	k, err = m.readKernel(ctx, m.checkedFamilies())
+	k, err = m.readKernel(ctx, m.checkedFamilies(), m.checkedBridges())
 	if err != nil {
 		return "", err
 	}
@@ -70,14 +70,33 @@ type kernelView struct {
 	// members maps each weft ipset to its members; a set missing from
 	// the kernel is absent from the map (set design only).
 	members map[string]map[nl.SetMember]bool
-	// groups maps link names to device groups (set design only).
+	// groups maps the names of the bridges read (set design only) to
+	// their device groups; a bridge that does not exist is absent.
 	groups map[string]uint32
 }
 
-// readKernel dumps the tables of fams (one iptables-save each), weft's
-// ipsets and the links. It reads only fields of m that never change after
-// New (the design and the firewall), so it runs without m.mu.
-func (m *Mode) readKernel(ctx context.Context, fams []fw.Family) (kernelView, error) {
+// checkedBridges are the bridges whose device group Check reads: those of
+// the networks m holds, in the set design (the rule design uses no
+// groups). m.mu is held.
+func (m *Mode) checkedBridges() []string {
+	if m.sets == nil {
+		return nil
+	}
+	names := make([]string, 0, len(m.nets))
+	for _, n := range m.nets {
+		names = append(names, bridgeName(n))
+	}
+	return names
+}
+
+// readKernel dumps the tables of fams (one iptables-save each) and weft's
+// ipsets, and looks up the bridges (their device groups). It reads only
+// fields of m that never change after New (the design and the firewall),
+// so it runs without m.mu. The bridges are looked up one by one rather
+// than in a dump of every link: the namespace holds a veth per endpoint
+// too, and a check every few seconds must not cost more with every
+// endpoint (issue 12).
+func (m *Mode) readKernel(ctx context.Context, fams []fw.Family, bridges []string) (kernelView, error) {
 	k := kernelView{fams: fams, snaps: map[fw.Family]fw.Snapshot{}}
 	for _, fam := range fams {
 		if err := ctx.Err(); err != nil {
@@ -109,13 +128,16 @@ func (m *Mode) readKernel(ctx context.Context, fams []fw.Family) (kernelView, er
 		}
 	}
 	if m.nl != nil {
-		links, err := m.nl.LinkList()
-		if err != nil {
-			return k, err
-		}
-		k.groups = map[string]uint32{}
-		for _, l := range links {
-			k.groups[l.Attrs().Name] = l.Attrs().Group
+		k.groups = make(map[string]uint32, len(bridges))
+		for _, name := range bridges {
+			l, err := m.nl.LinkByName(name)
+			if errors.Is(err, nl.ErrLinkNotFound) {
+				continue
+			}
+			if err != nil {
+				return k, err
+			}
+			k.groups[name] = l.Attrs().Group
 		}
 	}
 	return k, nil
