@@ -22,7 +22,19 @@
 # PREFIX being WEFT_E2E_PREFIX, default weft-e2e) and directory (/tmp/PREFIXNN,
 # or WEFT_E2E_DIR/PREFIXNN if WEFT_E2E_DIR is set), and their own summary row;
 # they take turns only where each would load the whole machine (the load
-# test, the plugin build: /run/weft-e2e.heavy.lock, test/e2e/doc.go).
+# test, the plugin build: /run/weft-e2e.heavy.lock, test/e2e/doc.go). The
+# run that finds the other one in its load test does not wait: its own load
+# test runs last (test/e2e/load_test.go).
+#
+# The managed plugin (scripts/build-plugin.sh: the Dockerfile's build is
+# minutes of compiling) is built once per run of this script, not once per
+# engine: after the unit phase, an e2e run of TestManagedPluginBuild alone
+# (prefix PREFIXbuild, Debian 12's engine, phase row plugin-build) builds
+# both tags in the background, beside the fuzz phase (whose length is fixed)
+# and the start of the e2e runs, and leaves the plugin directories in this
+# run's WEFT_E2E_PLUGIN_CACHE; each engine's run creates the plugins from
+# them (`docker plugin create`, waiting for the build if it is not done
+# yet) and pushes them from its own engine (test/e2e/managed_host_test.go).
 #
 # A test that skips fails the run unless its skip message says
 # "missing kernel feature:" (test/nstest.RequireKernelFeature): with
@@ -137,8 +149,7 @@ for e in $engines; do
 		;;
 	esac
 done
-# (Its exit status and duration go to a file: a later plain `wait`, in the
-# fuzz phase, reaps it.)
+# (Its exit status and duration go to a file, read before the e2e phase.)
 engine13_pid=
 if [[ $run_e2e == 1 && " $engines " == *" debian13 "* ]]; then
 	(
@@ -148,6 +159,15 @@ if [[ $run_e2e == 1 && " $engines " == *" debian13 "* ]]; then
 	) &
 	engine13_pid=$!
 fi
+# The e2e runs' prefixes start with this.
+base=${WEFT_E2E_PREFIX:-weft-e2e}
+# The load test runs 100 cycles of 32 parallel containers on demand
+# (WEFT_E2E_LOAD_CYCLES=100, ~10 min on 2 cores for one engine); CI runs 8
+# on each engine (19-30 s a cycle with the other engine's run beside it;
+# every address of the /26 is still handed out four times), to keep the
+# whole script under 30 minutes.
+load_cycles=${WEFT_E2E_LOAD_CYCLES:-8}
+plugin_cache=$work/managed-plugin
 
 # ---- static checks ----------------------------------------------------------
 banner "gofmt"
@@ -201,6 +221,38 @@ fi
 # ---- tests ------------------------------------------------------------------
 go build -o "$work/testsum" ./test/e2e/testsum
 
+# e2e_suite PHASE PREFIX ENGINE_DIR TIMEOUT [GO-TEST-FLAGS...]: runs the e2e
+# suite (the tests GO-TEST-FLAGS choose) with its own prefix and directory,
+# on the machine's dockerd or, with ENGINE_DIR, the one unpacked there;
+# writes the test log to $work/PHASE.out, the summary to $work/PHASE.sum and
+# "STATUS SECONDS" to $work/PHASE.status. Runs in the background.
+e2e_suite() {
+	local phase=$1 prefix=$2 engine=$3 timeout=$4 t0=$SECONDS status=ok
+	shift 4
+	local -a vars=(WEFT_E2E_PREFIX="$prefix" WEFT_E2E_DIR="${WEFT_E2E_DIR:-/tmp}/$prefix"
+		WEFT_E2E_BIN="$work/weft" WEFT_E2E_LOAD_CYCLES="$load_cycles" WEFT_E2E_PLUGIN_CACHE="$plugin_cache")
+	if [[ -n $engine ]]; then
+		# dockerd finds this engine's containerd, shim and docker-proxy on
+		# PATH; runc is the machine's.
+		vars+=(WEFT_E2E_DOCKERD="$engine/usr/sbin/dockerd" PATH="$engine/usr/sbin:$engine/usr/bin:$PATH")
+	fi
+	if ! env "${vars[@]}" go test -json "$@" -tags e2e -count=1 -timeout "$timeout" ./test/e2e/... 2>&1 |
+		"$work/testsum" -phase "$phase" -v -summary "$work/$phase.sum" >"$work/$phase.out" 2>&1; then
+		status=FAILED
+		# A run that timed out or panicked leaves its hosts (dockerd,
+		# namespaces, cgroups): the suite's start-up clean-up, with no
+		# test to run, removes them (unless they are to be kept).
+		if [[ ${WEFT_E2E_KEEP:-} != 1 ]] &&
+			! env "${vars[@]}" go test -tags e2e -count=1 -run '^$' ./test/e2e/ >"$work/$phase.cleanup" 2>&1; then
+			{
+				echo "---- cleaning up after the run failed:"
+				cat "$work/$phase.cleanup"
+			} >>"$work/$phase.out"
+		fi
+	fi
+	echo "$status $((SECONDS - t0))" >"$work/$phase.status"
+}
+
 # go_tests PHASE TESTSUM-FLAGS -- GO-TEST-ARGS...
 go_tests() {
 	local phase=$1 sumflags=$2
@@ -219,6 +271,20 @@ go_tests() {
 # WEFT_REQUIRE_PRIVILEGED=1 turns their "not root" skip into a failure.
 banner "unit + privileged tests (go test -race, WEFT_REQUIRE_PRIVILEGED=1)"
 WEFT_REQUIRE_PRIVILEGED=1 go_tests unit+privileged "" -- -race -count=1 -timeout 15m ./...
+
+# The managed plugin's builds, once for both engines' runs (see
+# the header), in the background from now on: beside the fuzz phase, which
+# runs for a fixed time whatever else runs (its targets run fewer
+# executions while the build compiles), and the e2e runs' first minutes; it
+# holds the e2e runs' heavy-section lock while it compiles (test/e2e/doc.go),
+# long before their load tests. The e2e runs need it some ten minutes in.
+# Its row and log come with the e2e phase.
+prebuild_pid=
+if [[ $run_e2e == 1 ]]; then
+	mkdir -p "$plugin_cache"
+	e2e_suite plugin-build "${base}build" "" 30m -run '^TestManagedPluginBuild$' &
+	prebuild_pid=$!
+fi
 
 # Fuzzing: every fuzz target (plugin/fuzz_test.go, one per route of the
 # plugin socket) runs for WEFT_FUZZ_TIME. go test fuzzes one target per run,
@@ -271,17 +337,24 @@ fuzz_phase() {
 		record fuzz FAILED $((SECONDS - t0))
 		return
 	fi
-	local jobs running=0 target
+	# (Only these jobs are waited for: the plugin pre-build runs beside.)
+	local jobs target done_pid
+	local -A running=() # PID -> 1
 	jobs=$(nproc)
 	for target in "${targets[@]}"; do
-		if ((running >= jobs)); then
-			wait -n || true
-			running=$((running - 1))
-		fi
+		while ((${#running[@]} >= jobs)); do
+			done_pid=
+			wait -n -p done_pid "${!running[@]}" || true
+			if [[ -n $done_pid ]]; then
+				unset "running[$done_pid]"
+			else
+				running=() # (none left to wait for)
+			fi
+		done
 		fuzz_one "$target" "$fuzz_time" &
-		running=$((running + 1))
+		running[$!]=1
 	done
-	wait
+	if ((${#running[@]})); then wait "${!running[@]}" 2>/dev/null || true; fi
 	local nfailed=0 total=0 rc execs result
 	printf '%-36s %-7s %12s\n' "target ($fuzz_time each)" result executions
 	for target in "${targets[@]}"; do
@@ -320,38 +393,13 @@ if [[ $fuzz_time != 0 ]]; then
 	fuzz_phase "$fuzz_time"
 fi
 
-# e2e_run PHASE PREFIX [ENGINE_DIR]: runs the whole e2e suite with its own
-# prefix and directory, on the machine's dockerd or the one unpacked in
-# ENGINE_DIR; writes the test log to $work/PHASE.out, the summary to
-# $work/PHASE.sum and "STATUS SECONDS" to $work/PHASE.status. It runs in the
-# background, beside another engine's run.
+# e2e_run PHASE PREFIX [ENGINE_DIR]: the whole e2e suite, beside another
+# engine's run (e2e_suite).
 e2e_run() {
-	local phase=$1 prefix=$2 engine=${3:-} t0=$SECONDS status=ok
-	local -a vars=(WEFT_E2E_PREFIX="$prefix" WEFT_E2E_DIR="${WEFT_E2E_DIR:-/tmp}/$prefix"
-		WEFT_E2E_BIN="$work/weft" WEFT_E2E_LOAD_CYCLES="$load_cycles")
-	if [[ -n $engine ]]; then
-		# dockerd finds this engine's containerd, shim and docker-proxy on
-		# PATH; runc is the machine's.
-		vars+=(WEFT_E2E_DOCKERD="$engine/usr/sbin/dockerd" PATH="$engine/usr/sbin:$engine/usr/bin:$PATH")
-	fi
 	# Two suites share the CPUs: on a loaded 2-core machine one took 38
 	# minutes, so the go test deadline is 60 minutes (CI's limit is 90).
 	# shellcheck disable=SC2086 # WEFT_TEST_GO_FLAGS is a list of flags
-	if ! env "${vars[@]}" go test -json ${WEFT_TEST_GO_FLAGS:-} -tags e2e -count=1 -timeout 60m ./test/e2e/... 2>&1 |
-		"$work/testsum" -phase "$phase" -v -summary "$work/$phase.sum" >"$work/$phase.out" 2>&1; then
-		status=FAILED
-		# A run that timed out or panicked leaves its hosts (dockerd,
-		# namespaces, cgroups): the suite's start-up clean-up, with no
-		# test to run, removes them (unless they are to be kept).
-		if [[ ${WEFT_E2E_KEEP:-} != 1 ]] &&
-			! env "${vars[@]}" go test -tags e2e -count=1 -run '^$' ./test/e2e/ >"$work/$phase.cleanup" 2>&1; then
-			{
-				echo "---- cleaning up after the run failed:"
-				cat "$work/$phase.cleanup"
-			} >>"$work/$phase.out"
-		fi
-	fi
-	echo "$status $((SECONDS - t0))" >"$work/$phase.status"
+	e2e_suite "$1" "$2" "${3:-}" 60m ${WEFT_TEST_GO_FLAGS:-}
 }
 
 # engine_phase DOCKERD: the phase name for an engine, e2e-dockerMAJOR.MINOR
@@ -363,13 +411,6 @@ engine_phase() {
 }
 
 if [[ $run_e2e == 1 ]]; then
-	# The load test runs 100 cycles of 32 parallel containers on demand
-	# (WEFT_E2E_LOAD_CYCLES=100, ~10 min on 2 cores for one engine); CI
-	# runs 8 on each engine (19-30 s a cycle with the other engine's run
-	# beside it; every address of the /26 is still handed out four times),
-	# to keep the whole script near 30 minutes.
-	load_cycles=${WEFT_E2E_LOAD_CYCLES:-8}
-	base=${WEFT_E2E_PREFIX:-weft-e2e}
 	runs=() # "phase|prefix|engine-dir"
 	if [[ -n $engine13_pid ]]; then
 		banner "Debian 13 engine (scripts/engine-debian13.sh)"
@@ -415,8 +456,10 @@ if [[ $run_e2e == 1 ]]; then
 			fi
 		done
 	done
-	for r in "${runs[@]}"; do
-		IFS='|' read -r ph _ <<<"$r"
+	banner "plugin-build: the managed plugin, built once for both engines (since the unit phase ended)"
+	wait "$prebuild_pid" 2>/dev/null || true
+	cat "$work/plugin-build.out" 2>/dev/null || true
+	for ph in plugin-build "${runs[@]%%|*}"; do
 		read -r status secs <"$work/$ph.status" 2>/dev/null || status=FAILED secs=0
 		record "$ph" "$status" "$secs"
 	done

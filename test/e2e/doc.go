@@ -74,9 +74,20 @@
 //
 // Runs side by side share one thing on purpose: /run/weft-e2e.heavy.lock,
 // which a run holds while it loads the whole machine (the load test's
-// cycles, the managed plugin's docker build), so that two runs take turns
-// there rather than starving each other (and dockerd). A run waits for it at
-// most 20 minutes, then goes ahead.
+// cycles, the managed plugin's Dockerfile build), so that two runs take
+// turns there rather than starving each other (and dockerd). A run waits for
+// it at most 20 minutes, then goes ahead. The load test does not wait in
+// place: if another run holds the lock when its turn comes, it moves to the
+// end of the run (t.Parallel) and takes its turn there, so that runs started
+// together (scripts/test.sh) do not idle at the same point.
+//
+// Runs may also share the managed plugin's builds (WEFT_E2E_PLUGIN_CACHE,
+// below): the first to need them runs scripts/build-plugin.sh (both tags:
+// from the Dockerfile, and with --binary) and saves each plugin directory
+// (root filesystem and config.json) under a key of the build context's
+// contents; the others wait for that, create the plugins from the
+// directories with `docker plugin create` and push them from their own
+// engine.
 //
 // # Environment knobs
 //
@@ -99,6 +110,11 @@
 //	                    namespace only; otherwise it starts with IPv4
 //	                    forwarding off, as a fresh Docker host)
 //	WEFT_E2E_DOCKER     docker CLI (default: docker from PATH)
+//	WEFT_E2E_PLUGIN_CACHE a directory (absolute path) in which runs share
+//	                    the managed plugin's builds (above);
+//	                    default none: every run builds its own.
+//	                    scripts/test.sh gives its pre-build and both engine
+//	                    runs one in its work directory
 //	WEFT_E2E_PLUGIN     how weft is installed: legacy (default; the only one so far)
 //	WEFT_E2E_LOG_LEVEL  weft's --log-level (default debug)
 //	WEFT_E2E_KEEP       1 = leave hosts, namespaces and logs in place at the end

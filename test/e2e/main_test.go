@@ -37,6 +37,10 @@ var cfg struct {
 	// firewall back-end.
 	dockerdArgs []string
 	nftables    bool
+	// pluginCache (WEFT_E2E_PLUGIN_CACHE) is a directory that runs share
+	// the managed plugin's builds through (managed_host_test.go);
+	// "" = every run builds its own.
+	pluginCache string
 }
 
 // suiteErr is why the suite cannot run (set by TestMain; every test reports it).
@@ -116,6 +120,12 @@ func setupSuite() (*os.File, error) {
 		return nil, fmt.Errorf("WEFT_E2E_BENCH_RUNS=%q must be a positive number", os.Getenv("WEFT_E2E_BENCH_RUNS"))
 	}
 	cfg.benchRuns = n
+	if c := os.Getenv("WEFT_E2E_PLUGIN_CACHE"); c != "" {
+		if !filepath.IsAbs(c) {
+			return nil, fmt.Errorf("WEFT_E2E_PLUGIN_CACHE=%q must be an absolute path", c)
+		}
+		cfg.pluginCache = filepath.Clean(c)
+	}
 	cfg.dockerdArgs = strings.Fields(os.Getenv("WEFT_E2E_DOCKERD_ARGS"))
 	for i, a := range cfg.dockerdArgs {
 		if a == "--firewall-backend=nftables" || a == "--firewall-backend" && i+1 < len(cfg.dockerdArgs) && cfg.dockerdArgs[i+1] == "nftables" {
@@ -187,7 +197,7 @@ func setupSuite() (*os.File, error) {
 // heavyLockPath is the one lock every run on the machine shares, whatever
 // its prefix: a run holds it while it does what loads the whole machine —
 // the load test's cycles of 32 parallel container starts, the managed
-// plugin's docker build — so that two runs side by side (scripts/test.sh
+// plugin's Dockerfile build — so that two runs side by side (scripts/test.sh
 // runs one per engine) take turns there instead of starving each other. Two
 // load tests at once on 2 cores are several times slower than one after
 // the other (netns creation and removal and link changes serialize in the
@@ -204,8 +214,29 @@ const heavyWaitMax = 20 * time.Minute
 // heavyLockPath), at most heavyWaitMax, and returns how long it waited and
 // the function that ends this one's.
 func heavySection() (waited time.Duration, release func()) {
-	start := time.Now()
+	return waitLock(heavyLockPath, heavyWaitMax)
+}
+
+// tryHeavySection enters a heavy section only if no other run is in one:
+// ok reports whether it did (then release ends it).
+func tryHeavySection() (release func(), ok bool) {
 	f, err := os.OpenFile(heavyLockPath, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return func() {}, true // no lock to take: go ahead, as heavySection would
+	}
+	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+		_ = f.Close()
+		return nil, false
+	}
+	return func() { _ = f.Close() }, true
+}
+
+// waitLock takes an exclusive flock on path, waiting at most max, and
+// returns how long it waited and the function that releases it. After max
+// (or if path cannot be opened) it goes ahead without the lock.
+func waitLock(path string, max time.Duration) (waited time.Duration, release func()) {
+	start := time.Now()
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return 0, func() {}
 	}
@@ -213,7 +244,7 @@ func heavySection() (waited time.Duration, release func()) {
 		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
 			return time.Since(start), func() { _ = f.Close() }
 		}
-		if time.Since(start) > heavyWaitMax {
+		if time.Since(start) > max {
 			_ = f.Close()
 			return time.Since(start), func() {}
 		}

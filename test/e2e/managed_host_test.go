@@ -4,10 +4,13 @@ package e2e
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"net"
 	"net/http"
@@ -44,7 +47,10 @@ import (
 //     scripts/build-plugin.sh builds the plugin into it (the first tag
 //     from the Dockerfile alone, the second with --binary and a weft built
 //     by the test), pushes it to the registry and the local copy is
-//     removed; the builder is stopped once both tags are pushed;
+//     removed; the builder is stopped once both tags are pushed. With
+//     WEFT_E2E_PLUGIN_CACHE the builds are shared by the runs that use the
+//     same directory (below: the plugin cache). TestManagedPluginBuild, the
+//     first managed test, does this;
 //   - managed hosts: like the legacy hosts (own network namespace, exec-root,
 //     data-root, state directory), but with no weft process: the plugin is
 //     installed from the registry with `docker plugin install`. A host's
@@ -260,27 +266,59 @@ func buildAndPush() (log []string, err error) {
 		}
 	}()
 	b := &Host{Name: "builder", Machine: testhost.Machine{Dir: dir, Sock: sock, Dockerd: p}}
-	// The builds compile weft: one run's at a time on the machine
-	// (heavyLockPath).
-	waited, release := heavySection()
-	defer release()
-	if waited > time.Second {
-		log = append(log, fmt.Sprintf("waited %s for another e2e run's heavy section (%s) to end", waited.Round(time.Second), heavyLockPath))
-	}
 	if err := b.WaitDockerd(60 * time.Second); err != nil {
 		return nil, err
 	}
 
+	// From WEFT_E2E_PLUGIN_CACHE if a run sharing it has built the plugin
+	// already from this tree (or is building it now: its lock), else
+	// built here.
+	var cache *pluginCache
+	if cfg.pluginCache != "" {
+		c, waited, err := openPluginCache()
+		if err != nil {
+			return log, fmt.Errorf("WEFT_E2E_PLUGIN_CACHE: %w", err)
+		}
+		if waited > time.Second {
+			log = append(log, fmt.Sprintf("waited %s for another run building into %s", waited.Round(time.Second), cfg.pluginCache))
+		}
+		if c != nil {
+			defer func() { c.release() }()
+			cache = c
+		} else {
+			log = append(log, "that run still holds the cache's lock: building here, without the cache")
+		}
+	}
+	releaseHeavy := func() {}
+	defer func() { releaseHeavy() }()
 	for _, tag := range []string{managedTag1, managedTag2} {
 		ref := managedRef(tag)
 		start := time.Now()
+		if cache != nil && cache.built[tag] != "" {
+			if err := b.pushPluginDir(ref, cache.dir[tag]); err != nil {
+				return log, err
+			}
+			log = append(log, fmt.Sprintf("created %s from %s (%s) and pushed it in %s", ref, cache.dir[tag], cache.built[tag], time.Since(start).Round(time.Second)))
+			continue
+		}
 		args := []string{ref, "--version", tag, "--push"}
-		if tag == managedTag2 {
-			// The first tag is built by the Dockerfile (its build stage
-			// compiles weft in a container, with no build cache); the
-			// second takes the other way users have, --binary, with a weft
-			// built here, where Go's build cache makes it seconds instead
-			// of another full compile.
+		how := "from the Dockerfile"
+		switch tag {
+		case managedTag1:
+			// The Dockerfile's build stage compiles weft in a container,
+			// with no build cache: one run's at a time on the machine
+			// (heavyLockPath).
+			var waited time.Duration
+			waited, releaseHeavy = heavySection()
+			if waited > time.Second {
+				log = append(log, fmt.Sprintf("waited %s for another e2e run's heavy section (%s) to end", waited.Round(time.Second), heavyLockPath))
+			}
+		case managedTag2:
+			// The second tag takes the other way users have, --binary,
+			// with a weft built here, where Go's build cache makes it
+			// seconds instead of another full compile (and the docker
+			// build only builds the runtime stage, which the first tag's
+			// build left in the builder's cache: not a heavy section).
 			bin := filepath.Join(cfg.dir, "bin", "weft-"+tag)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false",
@@ -292,12 +330,35 @@ func buildAndPush() (log []string, err error) {
 				return log, fmt.Errorf("building weft for %s: %w\n%s", tag, err, out)
 			}
 			args = append(args, "--binary", bin)
+			how = "with --binary"
 		}
-		out, err := b.buildPlugin(args...)
+		var extraEnv []string
+		if cache != nil {
+			// build-plugin.sh keeps the plugin directory (rootfs and
+			// config.json) in a temporary directory on the cache's file
+			// system, to be renamed into it.
+			extraEnv = []string{"KEEP_DIR=1", "TMPDIR=" + cache.tmp}
+		}
+		out, err := b.buildPluginEnv(extraEnv, args...)
+		releaseHeavy()
+		releaseHeavy = func() {}
 		if err != nil {
 			return log, err
 		}
 		log = append(log, fmt.Sprintf("built and pushed %s in %s:\n%s", ref, time.Since(start).Round(time.Second), out))
+		if cache != nil {
+			m := keptDirRE.FindStringSubmatch(out)
+			if m == nil {
+				return log, fmt.Errorf("scripts/build-plugin.sh with KEEP_DIR=1 did not say where it kept the plugin directory:\n%s", out)
+			}
+			engine, _, _ := b.DockerErr("version", "--format", "{{.Server.Version}}")
+			what := fmt.Sprintf("built %s by scripts/build-plugin.sh with Docker %s in run %s in %s",
+				how, strings.TrimSpace(engine), cfg.prefix, time.Since(start).Round(time.Second))
+			if err := cache.store(tag, m[1], what); err != nil {
+				return log, fmt.Errorf("WEFT_E2E_PLUGIN_CACHE: %w", err)
+			}
+			log = append(log, "saved the plugin directory as "+cache.dir[tag]+" for the runs sharing "+cfg.pluginCache)
+		}
 		// The local copy goes: every host installs from the registry.
 		ctx, cancel := context.WithTimeout(context.Background(), dockerTimeout)
 		_, err = b.docker(ctx, "plugin", "rm", ref)
@@ -309,13 +370,188 @@ func buildAndPush() (log []string, err error) {
 	return log, nil
 }
 
-// buildPlugin runs scripts/build-plugin.sh against the host's dockerd and
-// returns what it printed.
-func (h *Host) buildPlugin(args ...string) (string, error) {
+// keptDirRE finds the directory build-plugin.sh keeps with KEEP_DIR=1.
+var keptDirRE = regexp.MustCompile(`(?m)plugin directory kept: (\S+)$`)
+
+// pushPluginDir creates the plugin ref from a plugin directory (rootfs and
+// config.json, as build-plugin.sh makes it) with `docker plugin create`,
+// pushes it and removes the local copy.
+func (h *Host) pushPluginDir(ref, dir string) error {
+	for _, args := range [][]string{{"plugin", "create", ref, dir}, {"plugin", "push", ref}, {"plugin", "rm", ref}} {
+		ctx, cancel := context.WithTimeout(context.Background(), dockerTimeout)
+		_, err := h.docker(ctx, args...)
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ---- the plugin cache (WEFT_E2E_PLUGIN_CACHE)
+//
+// The Dockerfile build takes minutes; runs that share a cache directory
+// (scripts/test.sh's pre-build and its engine runs) build the plugin once.
+// The directory holds, per tag and key (a hash of the build's inputs: the
+// files of the build context, the Go version and the tag), KEY/plugin
+// (rootfs and config.json, what build-plugin.sh gives `docker plugin
+// create`) and KEY/built (how it was built, written last). A run holds
+// DIR/.lock from looking until it has stored its builds, so the others wait
+// for those builds instead of making their own.
+
+type pluginCache struct {
+	dir    map[string]string // tag -> KEY/plugin
+	built  map[string]string // tag -> KEY/built's text; "" if not built yet
+	tmp    string            // a temporary directory in DIR
+	unlock func()            // releases DIR/.lock; nil once released
+}
+
+// release removes the temporary directory and releases the lock (once).
+func (c *pluginCache) release() {
+	if c.tmp != "" {
+		_ = os.RemoveAll(c.tmp)
+		c.tmp = ""
+	}
+	if c.unlock != nil {
+		c.unlock()
+		c.unlock = nil
+	}
+}
+
+// pluginCacheWaitMax bounds the wait for a run that is building into the
+// cache; after it, this run builds on its own.
+const pluginCacheWaitMax = 30 * time.Minute
+
+// openPluginCache takes the cache's lock and returns what it holds for
+// this tree's tags, built or not; nil if the lock was not had within
+// pluginCacheWaitMax.
+func openPluginCache() (*pluginCache, time.Duration, error) {
+	if err := os.MkdirAll(cfg.pluginCache, 0o755); err != nil {
+		return nil, 0, err
+	}
+	c := &pluginCache{dir: map[string]string{}, built: map[string]string{}}
+	for _, tag := range []string{managedTag1, managedTag2} {
+		key, err := pluginCacheKey(tag)
+		if err != nil {
+			return nil, 0, err
+		}
+		c.dir[tag] = filepath.Join(cfg.pluginCache, key, "plugin")
+	}
+	waited, release := waitLock(filepath.Join(cfg.pluginCache, ".lock"), pluginCacheWaitMax)
+	if waited > pluginCacheWaitMax {
+		release() // (waitLock went ahead without the lock)
+		return nil, waited, nil
+	}
+	c.unlock = release
+	for tag, dir := range c.dir {
+		if b, err := os.ReadFile(filepath.Join(filepath.Dir(dir), "built")); err == nil {
+			c.built[tag] = strings.TrimSpace(string(b))
+		}
+	}
+	var err error
+	if c.tmp, err = os.MkdirTemp(cfg.pluginCache, "tmp-"+cfg.prefix+"-"); err != nil {
+		c.release()
+		return nil, waited, err
+	}
+	return c, waited, nil
+}
+
+// store moves the plugin directory of tag kept by build-plugin.sh into the
+// cache and marks it built.
+func (c *pluginCache) store(tag, kept, what string) error {
+	dir := c.dir[tag]
+	if err := os.RemoveAll(filepath.Dir(dir)); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return err
+	}
+	if err := os.Rename(kept, dir); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(filepath.Dir(dir), "built"), []byte(what+"\n"), 0o644)
+}
+
+// pluginCacheKey hashes what the plugin's build depends on: every
+// file of the source tree (tracked or untracked and not ignored, as git
+// lists them) that is in the build's context (not left out by
+// .dockerignore: so editing a test does not make another build), the
+// Dockerfile, config.json and the build scripts, the Go version (the
+// stand-in golang image is this machine's Go) and the tag (compiled in as
+// the version).
+func pluginCacheKey(tag string) (string, error) {
+	out, err := testhost.RunT(time.Minute, "git", "-C", "../..", "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+	if err != nil {
+		return "", fmt.Errorf("listing the source tree: %w", err)
+	}
+	ignore, err := os.ReadFile("../../.dockerignore")
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	always := []string{"Dockerfile", ".dockerignore", "config.json", "scripts/build-plugin.sh", "scripts/seed-base-images.sh"}
+	var files []string
+	for _, f := range strings.Split(strings.TrimRight(out, "\x00"), "\x00") {
+		if slices.Contains(always, f) || !dockerIgnored(string(ignore), f) {
+			files = append(files, f)
+		}
+	}
+	slices.Sort(files)
+	files = slices.Compact(files)
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00", runtime.Version(), tag)
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join("../..", f))
+		if errors.Is(err, fs.ErrNotExist) {
+			b = []byte("(deleted)")
+		} else if err != nil {
+			return "", err
+		}
+		sum := sha256.Sum256(b)
+		fmt.Fprintf(h, "%s\x00%x\x00", f, sum)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+// dockerIgnored reports whether the .dockerignore text leaves path out of
+// the build context, for the patterns weft's uses: NAME or DIR/NAME (that
+// path and everything under it) and **/PATTERN (at any depth). It errs
+// towards "not ignored" (a bigger key, never a stale build): with an
+// exception (!PATTERN) in the file it ignores nothing.
+func dockerIgnored(dockerignore, path string) bool {
+	var pats []string
+	for _, l := range strings.Split(dockerignore, "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		if strings.HasPrefix(l, "!") {
+			return false
+		}
+		pats = append(pats, strings.TrimPrefix(l, "/"))
+	}
+	parts := strings.Split(path, "/")
+	for _, p := range pats {
+		anyDepth := strings.HasPrefix(p, "**/")
+		p = strings.TrimPrefix(p, "**/")
+		n := strings.Count(p, "/") + 1
+		// The path or one of its parent directories matches, counted
+		// from the top (from any depth for **/).
+		for start := 0; start+n <= len(parts) && (start == 0 || anyDepth); start++ {
+			if ok, _ := filepath.Match(p, strings.Join(parts[start:start+n], "/")); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// buildPluginEnv runs scripts/build-plugin.sh against the host's dockerd,
+// with env added to its environment, and returns what it printed.
+func (h *Host) buildPluginEnv(env []string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "../../scripts/build-plugin.sh", args...)
-	cmd.Env = append(dockerEnv(), "DOCKER_HOST=unix://"+h.Sock, "DOCKER="+cfg.docker)
+	cmd.Env = append(append(dockerEnv(), "DOCKER_HOST=unix://"+h.Sock, "DOCKER="+cfg.docker), env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("scripts/build-plugin.sh %s: %w\n%s", strings.Join(args, " "), err, out)

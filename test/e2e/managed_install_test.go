@@ -3,12 +3,44 @@
 package e2e
 
 import (
+	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
+
+// TestManagedPluginBuild makes what every other managed test installs from
+// (managed_host_test.go): scripts/build-plugin.sh builds the plugin in a
+// builder dockerd, the first tag from the Dockerfile alone, the second with
+// --binary, and pushes both to the run's registry, which must then list
+// both. It sorts first of the managed tests, so the build's time is its
+// own. With WEFT_E2E_PLUGIN_CACHE, the builds are done once for the runs
+// that share the directory (scripts/test.sh: by its pre-build, with Debian
+// 12's engine, beside the fuzz phase), and the others create both tags from
+// the saved plugin directories with `docker plugin create` and push them
+// from their own engine.
+func TestManagedPluginBuild(t *testing.T) {
+	startRegistry(t)
+	requireManagedPlugin(t)
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + registryAddr + "/v2/weft/tags/list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var list struct{ Tags []string }
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		t.Fatalf("the registry's tag list: %s: %v", resp.Status, err)
+	}
+	for _, tag := range []string{managedTag1, managedTag2} {
+		if !slices.Contains(list.Tags, tag) {
+			t.Errorf("the registry has tags %v, not %s", list.Tags, tag)
+		}
+	}
+}
 
 // TestManagedPlainInstall is the install a new user types, with nothing made
 // first and no setting: `docker plugin install --grant-all-permissions
