@@ -56,7 +56,12 @@ func TestDockerdRestartWhileWeftDown(t *testing.T) {
 	}
 	startDown := time.Since(t0)
 	t.Logf("reliability: dockerd restart with weft down until dockerd started: stop %s, start %s", stopDown.Round(time.Millisecond), startDown.Round(time.Millisecond))
-	if limit := 2*startUp + 5*time.Second; startDown > limit {
+	// What this guards against is dockerd stalling on plugin lookups
+	// (about 15 s each, see above), not speed: weft's own start-up
+	// (reconciling its state) is in startDown and takes seconds on a
+	// loaded machine, so the limit stays below one stalled lookup but well
+	// above a normal start.
+	if limit := 2*startUp + 12*time.Second; startDown > limit {
 		t.Errorf("dockerd took %s to start with weft coming back at its start, more than %s (with weft up it took %s)", startDown.Round(time.Millisecond), limit, startUp.Round(time.Millisecond))
 	}
 	t0 = time.Now()
