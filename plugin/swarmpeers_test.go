@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -73,17 +72,7 @@ func startSwarmNode(t *testing.T, i int, port uint16, ttl time.Duration) *vxHost
 	deps := Deps{Store: memstore.New(), IPAM: ipam.New(nil), LeaseTTL: ttl,
 		Modes:  map[dataplane.ModeName]dataplane.Mode{dataplane.Bridge: m.fakeMode, dataplane.Vxlan: m},
 		Gossip: &GossipSettings{Key: testGossipKey, Port: port, Bind: netip.AddrFrom4([4]byte{127, 0, 0, byte(2 + i)}), Fast: true}}
-	if err := d.Start(context.Background(), deps); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); d.Run(ctx) }()
-	var once sync.Once
-	h := &vxHost{d: d, m: m}
-	h.stop = func() { once.Do(func() { cancel(); <-done }) }
-	t.Cleanup(h.stop)
-	return h
+	return runVxHost(t, d, m, deps)
 }
 
 // swarmCreate is a worker's CreateNetwork for a swarm network: the options

@@ -81,6 +81,13 @@ func startVxHost(t *testing.T, name, vtep string, cl store.Cluster, ttl time.Dur
 	m := &fakeVxlan{fakeMode: newFakeMode(), vtep: netip.MustParseAddr(vtep), peers: map[string][]dataplane.Peer{}}
 	deps := Deps{Store: memstore.New(), IPAM: ipam.New(nil), HostName: name, Cluster: link, LeaseTTL: ttl,
 		Modes: map[dataplane.ModeName]dataplane.Mode{dataplane.Bridge: m.fakeMode, dataplane.Vxlan: m}}
+	return runVxHost(t, d, m, deps)
+}
+
+// runVxHost starts d over deps and runs its background work until the test
+// ends or the host's stop is called.
+func runVxHost(t *testing.T, d *Driver, m *fakeVxlan, deps Deps) *vxHost {
+	t.Helper()
 	if err := d.Start(context.Background(), deps); err != nil {
 		t.Fatal(err)
 	}
