@@ -14,6 +14,13 @@ import (
 // weft and the built-in bridge driver can run side by side.
 const DefaultPoolsSetting = "base=10.208.0.0/12,size=24;base=fd5e:f7ee:5000::/40,size=64"
 
+// GlobalDefaultPoolsSetting is the default of WEFT_DEFAULT_POOLS on a
+// global-scope weft (swarm networks): the next /12 and /40, so that a swarm
+// network without --subnet never gets the subnet a local-scope weft on the
+// same node picked for one of its networks (the two keep separate state, as
+// Docker keeps its overlay pools, 10.0.0.0/8, apart from its bridge pools).
+const GlobalDefaultPoolsSetting = "base=10.224.0.0/12,size=24;base=fd5e:f7ee:6000::/40,size=64"
+
 // defaultPoolsSyntax is shown with every parse error.
 const defaultPoolsSyntax = `the syntax is "base=CIDR,size=N", entries separated by ";", e.g. "` + DefaultPoolsSetting + `"`
 

@@ -59,24 +59,32 @@ func (d *Driver) RequestPool(ctx context.Context, req *dipam.RequestPoolRequest)
 	defer cancel()
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if held, ok := d.heldPoolLocked(pr.Space, pr.Pool, pr.SubPool); ok {
+		d.log.Info("pool requested again (swarm's allocator or a swarm network's mirror, replayed)", "pool", held.ID)
+		return &dipam.RequestPoolResponse{PoolID: held.ID, Pool: held.Prefix.String(), Data: map[string]string{}}, nil
+	}
 	pool, err := d.deps.IPAM.RequestPool(pr)
 	if err != nil {
 		return nil, err
 	}
 	now := time.Now()
-	op, err := putJSON(bucketPools, pool.ID, pool)
-	var res store.Op
-	if err == nil {
+	ops := make([]store.Op, 1, 2)
+	ops[0], err = putJSON(bucketPools, pool.ID, pool)
+	if err == nil && expires(pool.Space) {
+		var res store.Op
 		res, err = d.reserveOp(pool.ID, now)
+		ops = append(ops, res)
 	}
 	if err == nil {
-		err = d.save(ctx, op, res)
+		err = d.save(ctx, ops...)
 	}
 	if err != nil {
 		d.undo("pool", pool.ID, d.deps.IPAM.ReleasePool(pool.ID))
 		return nil, err
 	}
-	d.pending[pool.ID] = now
+	if expires(pool.Space) {
+		d.pending[pool.ID] = now
+	}
 	crashPoint("RequestPool/saved")
 	d.log.Info("pool reserved", "pool", pool.ID)
 	return &dipam.RequestPoolResponse{PoolID: pool.ID, Pool: pool.Prefix.String(), Data: map[string]string{}}, nil
@@ -191,6 +199,9 @@ func (d *Driver) RequestAddress(ctx context.Context, req *dipam.RequestAddressRe
 		return &dipam.RequestAddressResponse{Address: addr.String(), Data: map[string]string{}}, nil
 	}
 	defer d.mu.Unlock()
+	if pool, ok := d.deps.IPAM.Pool(req.PoolID); ok && d.heldAddressLocked(pool, want) {
+		return &dipam.RequestAddressResponse{Address: netip.PrefixFrom(want, pool.Prefix.Bits()).String(), Data: map[string]string{}}, nil
+	}
 	addr, err := d.deps.IPAM.RequestAddress(req.PoolID, want, gateway)
 	if err != nil {
 		return nil, err
@@ -198,19 +209,24 @@ func (d *Driver) RequestAddress(ctx context.Context, req *dipam.RequestAddressRe
 	now := time.Now()
 	key := addressKey(req.PoolID, addr.Addr())
 	pool, _ := d.deps.IPAM.Pool(req.PoolID)
-	op, err := putJSON(bucketPools, pool.ID, pool) // carries the cursor
-	var res store.Op
-	if err == nil {
+	ops := make([]store.Op, 2, 3)
+	ops[0] = store.Put(bucketAddresses, key, []byte{})
+	ops[1], err = putJSON(bucketPools, pool.ID, pool) // carries the cursor
+	if err == nil && expires(pool.Space) {
+		var res store.Op
 		res, err = d.reserveOp(key, now)
+		ops = append(ops, res)
 	}
 	if err == nil {
-		err = d.save(ctx, store.Put(bucketAddresses, key, []byte{}), op, res)
+		err = d.save(ctx, ops...)
 	}
 	if err != nil {
 		d.undo("address", addr.String(), d.deps.IPAM.ReleaseAddress(req.PoolID, addr.Addr()))
 		return nil, err
 	}
-	d.pending[key] = now
+	if expires(pool.Space) {
+		d.pending[key] = now
+	}
 	crashPoint("RequestAddress/saved")
 	return &dipam.RequestAddressResponse{Address: addr.String(), Data: map[string]string{}}, nil
 }

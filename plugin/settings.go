@@ -166,7 +166,7 @@ func settingTable() []setting {
 		{"state-mount", "WEFT_STATE_MOUNT", "", "a path where a directory, when mounted, replaces --state-dir (the managed plugin's state.source)"},
 		{"store", "WEFT_STORE", "", "state store: empty for the embedded file, etcd://host:2379,... for a cluster"},
 		{"scope", "WEFT_SCOPE", ScopeLocal, "network scope announced to Docker: local or global"},
-		{"default-pools", "WEFT_DEFAULT_POOLS", ipam.DefaultPoolsSetting, "pools for networks created without --subnet: base=CIDR,size=N;..."},
+		{"default-pools", "WEFT_DEFAULT_POOLS", ipam.DefaultPoolsSetting, "pools for networks created without --subnet: base=CIDR,size=N;... (WEFT_SCOPE=global: " + ipam.GlobalDefaultPoolsSetting + ")"},
 		{"reservation-grace", "WEFT_RESERVATION_GRACE", DefaultReservationGrace.String(), "release IPAM pools and addresses no network or container claimed within this time (0 = never)"},
 		{"firewall", "WEFT_FIREWALL", FirewallAuto, "bridge firewall: auto (fixed rules where the kernel has ipset), fixed, or per-network"},
 		{"vtep-addr", "WEFT_VTEP_ADDR", "", "this host's underlay address for vxlan networks (empty: the source address of the default route)"},
@@ -179,6 +179,14 @@ func settingTable() []setting {
 		{"etcd-cert", "WEFT_ETCD_CERT", "", "client certificate file for etcd TLS"},
 		{"etcd-key", "WEFT_ETCD_KEY", "", "client key file for etcd TLS"},
 	}
+}
+
+// given reports whether the user set a setting, by flag or variable, rather
+// than leaving it to its default.
+func given(fs *flag.FlagSet, getenv func(string) string, name, env string) bool {
+	set := getenv(env) != ""
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // ErrHelp is returned by ParseSettings when -h was given (usage is printed).
@@ -234,7 +242,11 @@ func ParseSettings(args []string, getenv func(string) string, usageOut io.Writer
 	default:
 		return st, fmt.Errorf("WEFT_SCOPE %q is not valid: use local or global", st.Scope)
 	}
-	if st.DefaultPools, err = ipam.ParseDefaultPools(*vals["default-pools"]); err != nil {
+	pools := *vals["default-pools"]
+	if st.Scope == ScopeGlobal && !given(fs, getenv, "default-pools", "WEFT_DEFAULT_POOLS") {
+		pools = ipam.GlobalDefaultPoolsSetting
+	}
+	if st.DefaultPools, err = ipam.ParseDefaultPools(pools); err != nil {
 		return st, fmt.Errorf("WEFT_DEFAULT_POOLS: %w", err)
 	}
 	g := *vals["reservation-grace"]

@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -78,6 +79,27 @@ func TestSettingsGlobalScope(t *testing.T) {
 	}
 	if s.Scope != ScopeGlobal || len(s.GossipKey) != 32 || s.GossipPort != 7947 {
 		t.Fatalf("scope %q, key of %d bytes, port %d; want global, 32, 7947", s.Scope, len(s.GossipKey), s.GossipPort)
+	}
+	// Swarm networks without --subnet come from pools of their own, apart
+	// from a local-scope weft's on the same node, unless the user says.
+	if got := fmt.Sprint(s.DefaultPools); got != "[base=10.224.0.0/12,size=24 base=fd5e:f7ee:6000::/40,size=64]" {
+		t.Errorf("global scope's default pools %s", got)
+	}
+	local, err := ParseSettings(nil, envOf(nil), io.Discard)
+	if err != nil || fmt.Sprint(local.DefaultPools) != "[base=10.208.0.0/12,size=24 base=fd5e:f7ee:5000::/40,size=64]" {
+		t.Errorf("local scope's default pools %v (%v)", local.DefaultPools, err)
+	}
+	for _, given := range []struct {
+		args []string
+		env  map[string]string
+	}{
+		{nil, map[string]string{"WEFT_SCOPE": "global", "WEFT_GOSSIP_KEY": key, "WEFT_DEFAULT_POOLS": "base=10.99.0.0/16,size=24"}},
+		{[]string{"--default-pools", "base=10.99.0.0/16,size=24"}, map[string]string{"WEFT_SCOPE": "global", "WEFT_GOSSIP_KEY": key}},
+	} {
+		s, err := ParseSettings(given.args, envOf(given.env), io.Discard)
+		if err != nil || fmt.Sprint(s.DefaultPools) != "[base=10.99.0.0/16,size=24]" {
+			t.Errorf("%v %v: default pools %v (%v); want the user's", given.args, given.env, s.DefaultPools, err)
+		}
 	}
 }
 
