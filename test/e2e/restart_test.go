@@ -63,6 +63,10 @@ func TestWeftKillRestart(t *testing.T) {
 // what the container left: the veth pair, the published port (a new container
 // can publish it) and the address (a /29 fills to capacity again).
 func TestContainerRemovedWhileWeftDown(t *testing.T) {
+	// Most of its two minutes is waiting (dockerd's minute of retries
+	// while weft is down, then weft's grace), on a host of its own: it
+	// waits beside the other tests deferred to the end of the run.
+	t.Parallel()
 	h := newHost(t, "wgone", hostOptions{})
 	h.CreateNetwork(t, "g-net", "--subnet", "10.97.0.0/29") // gateway .1, containers .2 to .6
 	h.RunServer(t, "g-a", []string{"tcp:80"}, "--network", "g-net", "-p", "18600:80")

@@ -9,8 +9,10 @@ import (
 )
 
 // Scenario 10 (this file sorts last, so on the shared host it runs after
-// every other sequential test; a load test deferred behind another run's
-// (load_test.go) runs after it and checks its own leftovers): once every weft network is gone, the host has no weft
+// every other sequential test; the tests that run in parallel at the end —
+// a load test deferred behind another run's (load_test.go), the tests that
+// mostly wait, on hosts of their own — run after it and check their own
+// leftovers): once every weft network is gone, the host has no weft
 // link (name weft-*, wh*, wc*, or alias weft:*) and no weft firewall chain or
 // rule at all — see Host.AssertClean for the exact definition. To be meaningful when run alone, it first creates and removes
 // networks of each kind (plain, ICC off, internal, no masquerade, named
