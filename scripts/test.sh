@@ -302,13 +302,20 @@ fi
 # (golang/go#75804, fixed in Go 1.27). Such a run, and only such a run, is
 # done once more; its row is marked "ok*". A count (WEFT_FUZZ_TIME=20000x)
 # has no deadline to race.
+#
+# Each target starts from its seeds alone, in a corpus directory of this
+# run (-test.fuzzcachedir, the testing package's flag that go test normally
+# points at GOCACHE): the machine-wide corpus grows with every run, and once
+# it held some 200 inputs a target spent its 5 seconds replaying them
+# ("gathering baseline coverage") and never fuzzed at all.
 
 # fuzz_one TARGET FUZZTIME: runs one target; writes its log and exit status.
 fuzz_one() {
 	local target=$1 fuzz_time=$2 attempt
 	local log=$work/fuzz-$target.log
 	for attempt in 1 2; do
-		if go test -run '^$' -fuzz "^$target\$" -fuzztime "$fuzz_time" -fuzzminimizetime 0 -parallel 1 ./plugin >"$log" 2>&1; then
+		if go test -run '^$' -fuzz "^$target\$" -fuzztime "$fuzz_time" -fuzzminimizetime 0 -parallel 1 ./plugin \
+			-args -test.fuzzcachedir="$work/fuzz-corpus/$target-$attempt" >"$log" 2>&1; then
 			echo 0 >"$work/fuzz-$target.rc"
 			return
 		fi
