@@ -105,7 +105,7 @@ func TestSwarmGlobalService(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			errs[i] = swInstall(h, "LOG_LEVEL=debug", "WEFT_SCOPE=global", "WEFT_GOSSIP_KEY="+gossipKey,
-				"WEFT_VTEP_ADDR="+vteps[h].String(), "WEFT_LEASE_TTL="+swTTL.String())
+				"WEFT_VTEP_ADDR="+vteps[h].String(), "WEFT_LEASE_TTL="+swTTL.String(), "WEFT_RESERVATION_GRACE="+swGrace.String())
 		}()
 	}
 	wg.Wait()
@@ -402,6 +402,9 @@ func TestSwarmGlobalService(t *testing.T) {
 		}
 		t.Logf("host %s: the restarted weft's gossip lines:\n  %s", h3.Name, strings.Join(joined, "\n  "))
 	})
+
+	// weft's IPAM for a second swarm network (swarmipam_test.go).
+	t.Run("WeftIPAM", func(t *testing.T) { swIPAMStep(t, hosts, ref, vteps) })
 
 	// 5. Everything removed: no vxlan link left on any node.
 	t0 = time.Now()
