@@ -166,10 +166,12 @@ func weftAddressSpace(req *network.CreateNetworkRequest) string {
 // global address space too (ipam.Allocator.Share): its subnet is a LAN's, which
 // other hosts hand out addresses from as well, so it must be addressable as
 // one cluster-wide pool. It returns the IDs it shared and the store ops that
-// record them; on error nothing is shared.
+// record them; on error nothing is shared. A global-scope weft shares
+// nothing: its networks' local pools mirror the pools swarm's allocator
+// holds in the global space (swarmipam.go), and it keeps them unique.
 func (d *Driver) sharePoolsLocked(rec *networkRecord) ([]string, []store.Op, error) {
 	n := rec.Network
-	if !sharedMode(n.Mode) || rec.AddressSpace != ipam.LocalSpace {
+	if !sharedMode(n.Mode) || rec.AddressSpace != ipam.LocalSpace || d.scope == ScopeGlobal {
 		return nil, nil, nil
 	}
 	var shared []string

@@ -8,6 +8,8 @@ import (
 
 	dipam "github.com/docker/go-plugins-helpers/ipam"
 
+	"github.com/docker/go-plugins-helpers/network"
+
 	"github.com/weftnet/weft/ipam"
 	"github.com/weftnet/weft/store/memstore"
 )
@@ -47,8 +49,8 @@ func requestPool(t *testing.T, d *Driver, space, pool string) string {
 // its local space agrees with the leader.
 func TestSwarmIPAM(t *testing.T) {
 	ctx := context.Background()
-	d := startGlobalDriver(t, memstore.New())
-	d.deps.ReservationGrace = time.Minute
+	node := startSwarmNode(t, 0, gossipPort(t, 1), time.Second)
+	d := node.d // no reservation grace: the sweep below releases every reservation there is
 	const subnet = "10.0.9.0/24"
 
 	// The leader: the pool, its gateway, three tasks.
@@ -63,7 +65,8 @@ func TestSwarmIPAM(t *testing.T) {
 	if len(tasks) != 3 || tasks["10.0.9.1/24"] {
 		t.Fatalf("task addresses %v: want 3 distinct, none the gateway", tasks)
 	}
-	if _, err := d.AllocateNetwork(ctx, allocReq(swarmNet1, nil, subnet)); err != nil {
+	alloc, err := d.AllocateNetwork(ctx, allocReq(swarmNet1, nil, subnet))
+	if err != nil {
 		t.Fatal(err)
 	}
 
@@ -80,6 +83,21 @@ func TestSwarmIPAM(t *testing.T) {
 		}
 		if a := requestAddr(t, d, lp, "10.0.9.3", false); a != "10.0.9.3/24" {
 			t.Fatalf("round %d: mirror's task address %s", round, a)
+		}
+		if round > 0 {
+			break // the network and the task's endpoint are still there
+		}
+		generic := map[string]any{}
+		for k, v := range alloc.Options {
+			generic[k] = v
+		}
+		req := createReq(swarmNet1, generic)
+		req.IPv4Data = []*network.IPAMData{{AddressSpace: ipam.LocalSpace, Pool: subnet, Gateway: "10.0.9.1/24"}}
+		if err := d.CreateNetwork(ctx, req); err != nil {
+			t.Fatalf("the mirror's CreateNetwork on a node that holds the subnet in both spaces: %v", err)
+		}
+		if _, err := d.CreateEndpoint(ctx, epReq(swarmNet1, epID(1), "10.0.9.3/24", "")); err != nil {
+			t.Fatalf("the task's CreateEndpoint: %v", err)
 		}
 	}
 
