@@ -64,6 +64,15 @@ func (d *Driver) CreateNetwork(ctx context.Context, req *network.CreateNetworkRe
 	if err := d.wait(ctx); err != nil {
 		return err
 	}
+	var seeds []netip.Addr
+	if d.usesGossip() {
+		opts, s, err := takeGossipSeeds(req.Options)
+		if err != nil {
+			return err
+		}
+		r := *req
+		r.Options, req, seeds = opts, &r, s
+	}
 	n, err := parseNetwork(networkRequest{
 		ID: req.NetworkID, Options: req.Options,
 		IPv4: toIPAMData(req.IPv4Data), IPv6: toIPAMData(req.IPv6Data),
@@ -94,6 +103,11 @@ func (d *Driver) CreateNetwork(ctx context.Context, req *network.CreateNetworkRe
 	}
 	if n.Mode == dataplane.Vxlan {
 		d.kickCluster() // program its peers
+	}
+	if err := d.addGossipSeeds(ctx, seeds); err != nil {
+		// The network works; the nodes are found through DiscoverNew and
+		// the next network's seeds.
+		d.log.Warn("keeping the swarm network's gossip seeds failed", "network", dataplane.ShortID(n.ID), "err", err)
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net/netip"
 	"strconv"
 
 	"github.com/docker/go-plugins-helpers/network"
@@ -49,7 +50,7 @@ func (d *Driver) AllocateNetwork(ctx context.Context, req *network.AllocateNetwo
 	if err := checkID("network", id); err != nil {
 		return nil, err
 	}
-	opts, n, err := parseSwarmNetwork(id, req)
+	opts, n, seeds, err := parseSwarmNetwork(id, req)
 	if err != nil {
 		return nil, err
 	}
@@ -92,6 +93,13 @@ func (d *Driver) AllocateNetwork(ctx context.Context, req *network.AllocateNetwo
 			ErrInvalidOption, optVNI, vni, dataplane.ShortID(other))
 	}
 	opts[optVNI] = strconv.FormatUint(uint64(vni), 10)
+	self, err := d.gossipAdvertise()
+	if err != nil {
+		d.log.Warn("this weft's gossip address is not known yet; the swarm network carries no seed of it", "network", dataplane.ShortID(id), "err", err)
+	}
+	if s := formatGossipSeeds(self, seeds); s != "" {
+		opts[optGossipSeeds] = s
+	}
 	rec, err := json.Marshal(swarmNet{VNI: vni, Options: opts})
 	if err != nil {
 		return nil, err
@@ -126,15 +134,24 @@ func (d *Driver) FreeNetwork(ctx context.Context, req *network.FreeNetworkReques
 // will on every worker, so a bad option is refused at `docker network
 // create` rather than when the first task lands (an unknown option
 // included). Swarm networks of weft are vxlan networks: mode may be left
-// out. It returns the options to keep (the user's, with mode set) and the
-// parsed network.
-func parseSwarmNetwork(id string, req *network.AllocateNetworkRequest) (map[string]string, dataplane.Network, error) {
+// out. It returns the options to keep (the user's, with mode set, without
+// the gossip seeds), the parsed network and the seeds of an earlier answer
+// (swarmseeds.go).
+func parseSwarmNetwork(id string, req *network.AllocateNetworkRequest) (map[string]string, dataplane.Network, []netip.Addr, error) {
 	opts := maps.Clone(req.Options)
 	if opts == nil {
 		opts = map[string]string{}
 	}
+	var seeds []netip.Addr
+	if v, ok := opts[optGossipSeeds]; ok {
+		var err error
+		if seeds, err = parseGossipSeeds(v); err != nil {
+			return nil, dataplane.Network{}, nil, err
+		}
+		delete(opts, optGossipSeeds)
+	}
 	if m, ok := opts[optMode]; ok && m != string(dataplane.Vxlan) {
-		return nil, dataplane.Network{}, fmt.Errorf("%w: %s=%q: swarm networks of weft are vxlan networks (leave mode out, or use mode=vxlan); for macvlan on swarm nodes use a local-scope weft with --config-only/--config-from",
+		return nil, dataplane.Network{}, nil, fmt.Errorf("%w: %s=%q: swarm networks of weft are vxlan networks (leave mode out, or use mode=vxlan); for macvlan on swarm nodes use a local-scope weft with --config-only/--config-from",
 			ErrInvalidOption, optMode, m)
 	}
 	opts[optMode] = string(dataplane.Vxlan)
@@ -154,10 +171,10 @@ func parseSwarmNetwork(id string, req *network.AllocateNetworkRequest) (map[stri
 	}
 	n, err := parseNetwork(nr)
 	if err != nil {
-		return nil, n, err
+		return nil, n, nil, err
 	}
 	if len(n.IPv4) == 0 && len(n.IPv6) == 0 {
-		return nil, n, fmt.Errorf("%w: swarm network %s has no subnet", ErrInvalidOption, dataplane.ShortID(id))
+		return nil, n, nil, fmt.Errorf("%w: swarm network %s has no subnet", ErrInvalidOption, dataplane.ShortID(id))
 	}
-	return opts, n, nil
+	return opts, n, seeds, nil
 }

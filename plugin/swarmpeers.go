@@ -275,17 +275,7 @@ func (d *Driver) DiscoverNew(ctx context.Context, req *network.DiscoveryNotifica
 	if err != nil || !ok || !d.usesGossip() {
 		return err
 	}
-	d.mu.Lock()
-	err = d.save(ctx, store.Put(bucketGossipSeeds, addr.String(), []byte("{}")))
-	d.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	select {
-	case d.gossip.seeds <- addr.String():
-	default: // the worker joins every seed at its next re-sync
-	}
-	return nil
+	return d.addGossipSeeds(ctx, []netip.Addr{addr})
 }
 
 // DiscoverDelete forgets a node that left the swarm.
