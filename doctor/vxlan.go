@@ -2,7 +2,9 @@ package doctor
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -294,6 +296,13 @@ func checkNeighbours(env Env, s *plugin.Status, load vxlanLoad) Result {
 			continue
 		}
 		raw, err := env.ReadFile("/proc/sys/" + strings.ReplaceAll(fam.sysctl, ".", "/"))
+		if errors.Is(err, fs.ErrNotExist) {
+			// Only the initial network namespace has the table's
+			// settings: the doctor runs in another one.
+			r.Verdict = Skip
+			r.Detail = fmt.Sprintf("%s: this network namespace has no %s (the limits are the initial namespace's, whose table every namespace shares): run weft doctor in the host's network namespace", fam.name, fam.sysctl)
+			return r
+		}
 		limit, perr := strconv.Atoi(strings.TrimSpace(string(raw)))
 		if err != nil || perr != nil {
 			warns = append(warns, fmt.Sprintf("%s: cannot read %s", fam.name, fam.sysctl))

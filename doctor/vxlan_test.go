@@ -161,6 +161,11 @@ func TestNeighbourLimits(t *testing.T) {
 	if !kernelBefore("4.19.0", 5, 0) || kernelBefore("5.0.0", 5, 0) || kernelBefore("6.18.44-fc-v1045", 5, 0) || !kernelBefore("junk", 5, 0) {
 		t.Fatal("kernelBefore")
 	}
+	env = vxEnv(plugin.SourcePlugin, peer)
+	delete(env.files, "/proc/sys/net/ipv4/neigh/default/gc_thresh3")
+	if r := run(env); r.Verdict != Skip || !strings.Contains(r.Detail, "host's network namespace") {
+		t.Fatalf("not in the initial namespace: %+v", r)
+	}
 	if r := byName(Run(context.Background(), &fakeEnv{probe: dockerNFT(fw.BackendNFT), ipForward: "1"}, settings(t, nil)), "neighbour table"); r.Verdict != Skip {
 		t.Fatalf("no vxlan network: %+v", r)
 	}
