@@ -146,15 +146,24 @@ func runDoctorEnv(t *testing.T, h *Host, sock string, env []string) (map[string]
 	if errors.As(err, &exit) {
 		code = exit.ExitCode()
 	}
+	rs, err := doctorResults(out)
+	if err != nil {
+		t.Fatalf("weft doctor --json: %v\n%s\n%s", err, out, stderr.String())
+	}
+	return rs, code
+}
+
+// doctorResults reads weft doctor --json's output, by check name.
+func doctorResults(out []byte) (map[string]doctor.Result, error) {
 	var rs []doctor.Result
 	if err := json.Unmarshal(out, &rs); err != nil {
-		t.Fatalf("weft doctor --json: %v\n%s\n%s", err, out, stderr.String())
+		return nil, err
 	}
 	byName := map[string]doctor.Result{}
 	for _, r := range rs {
 		byName[r.Name] = r
 	}
-	return byName, code
+	return byName, nil
 }
 
 // failedChecks lists the checks that failed, for messages.

@@ -40,7 +40,8 @@ func TestOperationsManaged(t *testing.T) {
 		sockArgs = []string{"--socket", filepath.Join(h.Dir, "exec", "plugins", id, "weft.sock")}
 	}
 	// run runs the plugin's weft on the host (its mount and network
-	// namespaces) and returns its output and exit status.
+	// namespaces) and returns its standard output and exit status; its
+	// standard error goes to the test's log.
 	run := func(args ...string) (string, int) {
 		t.Helper()
 		argv := append(append(h.InHost(), weft), args...)
@@ -48,12 +49,15 @@ func TestOperationsManaged(t *testing.T) {
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()
+		if stderr.Len() > 0 {
+			t.Logf("%s: stderr: %s", strings.Join(args, " "), stderr.String())
+		}
 		var exit *exec.ExitError
 		switch {
 		case errors.As(err, &exit):
-			return string(out) + stderr.String(), exit.ExitCode()
+			return string(out), exit.ExitCode()
 		case err != nil:
-			t.Fatalf("%s: %v: %s", strings.Join(argv, " "), err, stderr.String())
+			t.Fatalf("%s: %v", strings.Join(argv, " "), err)
 		}
 		return string(out), 0
 	}
@@ -72,13 +76,9 @@ func TestOperationsManaged(t *testing.T) {
 	doctorRun := func(when string) map[string]doctor.Result {
 		t.Helper()
 		out, code := run(append([]string{"doctor", "--json", "--state-dir", p.stateDir}, sockArgs...)...)
-		var rs []doctor.Result
-		if err := json.Unmarshal([]byte(out), &rs); err != nil {
+		byName, err := doctorResults([]byte(out))
+		if err != nil {
 			t.Fatalf("weft doctor, %s: exit %d, %v\n%s", when, code, err, out)
-		}
-		byName := map[string]doctor.Result{}
-		for _, r := range rs {
-			byName[r.Name] = r
 		}
 		if code != 0 {
 			t.Errorf("weft doctor, %s: exit %d:\n  %s", when, code, failedChecks(byName))
