@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"time"
@@ -38,6 +39,21 @@ type Env interface {
 	KernelCheck(ctx context.Context) (*plugin.KernelCheck, error)
 	// LinkExists says whether the host namespace has a link of that name.
 	LinkExists(name string) (bool, error)
+	// VxlanLink reads a VXLAN link's local address and the peers its
+	// neighbour and forwarding entries hold (vxlan.LinkPeers); found is
+	// false when there is no such link.
+	VxlanLink(name string) (local netip.Addr, peers []dataplane.Peer, found bool, err error)
+	// StorePeers reads from the cluster store the other hosts' endpoints
+	// that host self, with VTEP address local, programs, by VNI
+	// (plugin.StorePeers).
+	StorePeers(ctx context.Context, es plugin.EtcdSettings, self string, local netip.Addr) (map[uint32][]dataplane.Peer, error)
+	// ClusterClock reads an etcd member's clock.
+	ClusterClock(ctx context.Context, es plugin.EtcdSettings) (ClockReading, error)
+	// UDPPort lists the sockets of the host's network namespace bound to
+	// a UDP port.
+	UDPPort(port uint16) ([]PortHolder, error)
+	// Wait waits for d or until ctx ends.
+	Wait(ctx context.Context, d time.Duration) error
 }
 
 // Feature is a kernel feature weft uses, probed by making a link.
@@ -72,8 +88,13 @@ func Run(ctx context.Context, env Env, st plugin.Settings) []Result {
 	rs = append(rs, checkKernel(env, st, s)...)
 	probe := env.ProbeBackends(ctx)
 	backend := fw.ChooseBackend(probe)
-	rs = append(rs, checkBackend(probe, backend), checkForward(env, probe, backend), checkStateDir(env, st), checkCluster(ctx, env, st))
+	cluster := checkCluster(ctx, env, st)
+	clusterOK := cluster.Verdict == OK
+	rs = append(rs, checkBackend(probe, backend), checkForward(env, probe, backend), checkStateDir(env, st), cluster,
+		checkClock(ctx, env, st, clusterOK), checkVxlanPorts(env, s))
 	rs = append(rs, checkDrift(ctx, env, s, statusErr, probe, backend)...)
+	entries, load := checkVxlanEntries(ctx, env, st, s, statusErr, clusterOK)
+	rs = append(rs, entries, checkNeighbours(env, s, load))
 	return rs
 }
 

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/weftnet/weft/dataplane"
 	"github.com/weftnet/weft/dataplane/fw"
 	"github.com/weftnet/weft/plugin"
 	"github.com/weftnet/weft/status"
@@ -29,6 +32,58 @@ type fakeEnv struct {
 	kcErr        error
 	links        map[string]bool
 	dialed       int
+	// files are what ReadFile returns beyond ip_forward (/proc/sys).
+	files map[string]string
+	// vxLinks are the VXLAN links, by name; storePeers the store's peers
+	// by VNI (or storeErr).
+	vxLinks    map[string]fakeVxLink
+	storePeers map[uint32][]dataplane.Peer
+	storeErr   error
+	storeSelf  string
+	clock      *ClockReading
+	clockErr   error
+	udp        map[uint16][]PortHolder
+	// waits counts Wait calls; afterWait runs at each.
+	waits     int
+	afterWait func()
+}
+
+type fakeVxLink struct {
+	local netip.Addr
+	peers []dataplane.Peer
+}
+
+func (f *fakeEnv) VxlanLink(name string) (netip.Addr, []dataplane.Peer, bool, error) {
+	l, ok := f.vxLinks[name]
+	return l.local, l.peers, ok, nil
+}
+
+func (f *fakeEnv) StorePeers(_ context.Context, _ plugin.EtcdSettings, self string, _ netip.Addr) (map[uint32][]dataplane.Peer, error) {
+	f.storeSelf = self
+	return f.storePeers, f.storeErr
+}
+
+// fakeNow is the fake host's time.
+var fakeNow = time.Date(2026, 12, 2, 4, 0, 0, 300e6, time.UTC)
+
+func (f *fakeEnv) ClusterClock(context.Context, plugin.EtcdSettings) (ClockReading, error) {
+	if f.clockErr != nil {
+		return ClockReading{}, f.clockErr
+	}
+	if f.clock != nil {
+		return *f.clock, nil
+	}
+	return ClockReading{Endpoint: "http://10.0.0.1:2379", Before: fakeNow, After: fakeNow.Add(time.Millisecond), Server: fakeNow.Truncate(time.Second)}, nil
+}
+
+func (f *fakeEnv) UDPPort(port uint16) ([]PortHolder, error) { return f.udp[port], nil }
+
+func (f *fakeEnv) Wait(context.Context, time.Duration) error {
+	f.waits++
+	if f.afterWait != nil {
+		f.afterWait()
+	}
+	return nil
 }
 
 func (f *fakeEnv) ProbeLink(kind string) error {
@@ -40,7 +95,15 @@ func (f *fakeEnv) ProbeLink(kind string) error {
 
 func (f *fakeEnv) ProbeBackends(context.Context) fw.Probe { return f.probe }
 
-func (f *fakeEnv) ReadFile(string) ([]byte, error) { return []byte(f.ipForward + "\n"), nil }
+func (f *fakeEnv) ReadFile(path string) ([]byte, error) {
+	if v, ok := f.files[path]; ok {
+		return []byte(v + "\n"), nil
+	}
+	if path == "/proc/sys/net/ipv4/ip_forward" {
+		return []byte(f.ipForward + "\n"), nil
+	}
+	return nil, fs.ErrNotExist
+}
 
 func (f *fakeEnv) TryWrite(dir string) error {
 	switch {

@@ -5,16 +5,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/weftnet/weft/dataplane"
 	"github.com/weftnet/weft/dataplane/fw"
+	"github.com/weftnet/weft/dataplane/nl"
+	"github.com/weftnet/weft/dataplane/vxlan"
 	"github.com/weftnet/weft/plugin"
 	"github.com/weftnet/weft/status"
 	"github.com/weftnet/weft/store/etcd"
@@ -171,7 +180,7 @@ func (hostEnv) TryWrite(dir string) error {
 }
 
 func (hostEnv) DialCluster(ctx context.Context, es plugin.EtcdSettings) error {
-	s, err := etcd.Open(ctx, etcd.Config{Endpoints: es.Endpoints, CAFile: es.CAFile, CertFile: es.CertFile, KeyFile: es.KeyFile})
+	s, err := etcd.Open(ctx, etcdConfig(es))
 	if err != nil {
 		return err
 	}
@@ -205,5 +214,139 @@ func (hostEnv) LinkExists(name string) (bool, error) {
 		return false, nil
 	default:
 		return false, err
+	}
+}
+
+func (hostEnv) VxlanLink(name string) (netip.Addr, []dataplane.Peer, bool, error) {
+	h, err := nl.NewHost()
+	if err != nil {
+		return netip.Addr{}, nil, false, err
+	}
+	defer h.Close()
+	return vxlan.LinkPeers(h, name)
+}
+
+func etcdConfig(es plugin.EtcdSettings) etcd.Config {
+	return etcd.Config{Endpoints: es.Endpoints, CAFile: es.CAFile, CertFile: es.CertFile, KeyFile: es.KeyFile}
+}
+
+func (hostEnv) StorePeers(ctx context.Context, es plugin.EtcdSettings, self string, local netip.Addr) (map[uint32][]dataplane.Peer, error) {
+	s, err := etcd.Open(ctx, etcdConfig(es))
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = s.Close() }()
+	return plugin.StorePeers(ctx, s, self, local)
+}
+
+// ClusterClock asks each endpoint in turn for /version over HTTP(S), with
+// weft's TLS settings, and reads the Date header Go's HTTP server (etcd's)
+// puts on every answer.
+func (hostEnv) ClusterClock(ctx context.Context, es plugin.EtcdSettings) (ClockReading, error) {
+	tlsCfg, err := etcd.TLSConfig(etcdConfig(es))
+	if err != nil {
+		return ClockReading{}, err
+	}
+	var errs []error
+	for _, ep := range es.Endpoints {
+		tr := &http.Transport{TLSClientConfig: tlsCfg, DisableKeepAlives: true}
+		url := ep + "/version"
+		if path, ok := strings.CutPrefix(ep, "unix://"); ok {
+			tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "unix", path)
+			}
+			url = "http://etcd/version"
+		}
+		c, err := readClock(ctx, &http.Client{Transport: tr}, url)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", ep, err))
+			continue
+		}
+		c.Endpoint = ep
+		return c, nil
+	}
+	return ClockReading{}, errors.Join(errs...)
+}
+
+func readClock(ctx context.Context, c *http.Client, url string) (ClockReading, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return ClockReading{}, err
+	}
+	before := time.Now()
+	resp, err := c.Do(req)
+	after := time.Now()
+	if err != nil {
+		return ClockReading{}, err
+	}
+	_ = resp.Body.Close()
+	date, err := http.ParseTime(resp.Header.Get("Date"))
+	if err != nil {
+		return ClockReading{}, fmt.Errorf("its answer has no readable Date header (%q)", resp.Header.Get("Date"))
+	}
+	return ClockReading{Before: before, After: after, Server: date}, nil
+}
+
+// UDPPort reads /proc/net/udp and udp6 for sockets bound to port and finds
+// the process holding each through /proc/PID/fd; a socket no process has
+// open is the kernel's (a VXLAN link's).
+func (hostEnv) UDPPort(port uint16) ([]PortHolder, error) {
+	inodes := map[uint64]string{}
+	for _, f := range []string{"/proc/net/udp", "/proc/net/udp6"} {
+		raw, err := os.ReadFile(f)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // no IPv6
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range parseProcUDP(string(raw), port) {
+			inodes[s.inode] = s.addr
+		}
+	}
+	if len(inodes) == 0 {
+		return nil, nil
+	}
+	var out []PortHolder
+	owned := map[uint64]bool{}
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		fds, _ := os.ReadDir(filepath.Join("/proc", p.Name(), "fd"))
+		for _, fd := range fds {
+			target, err := os.Readlink(filepath.Join("/proc", p.Name(), "fd", fd.Name()))
+			if err != nil {
+				continue
+			}
+			ino, ok := socketInode(target)
+			if !ok {
+				continue
+			}
+			if addr, hit := inodes[ino]; hit && !owned[ino] {
+				owned[ino] = true
+				comm, _ := os.ReadFile(filepath.Join("/proc", p.Name(), "comm"))
+				out = append(out, PortHolder{PID: pid, Program: strings.TrimSpace(string(comm)), Addr: addr})
+			}
+		}
+	}
+	for ino, addr := range inodes {
+		if !owned[ino] {
+			out = append(out, PortHolder{Addr: addr})
+		}
+	}
+	return out, nil
+}
+
+func (hostEnv) Wait(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }

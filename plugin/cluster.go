@@ -169,6 +169,9 @@ type clusterState struct {
 	// vxAll are the vxlan endpoints every host published, by key
 	// (vxlanpeers.go).
 	vxAll map[string]vxlanEntry
+	// peersSeen are the other hosts of vxAll, by host ID, as the last
+	// programming of the peers found them (vxlanpeers.go).
+	peersSeen map[string]*peerSeen
 }
 
 type ownedRef struct {

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/weftnet/weft/dataplane"
 	"github.com/weftnet/weft/ipam"
@@ -104,6 +105,9 @@ const StatusPath = "/Weft.Status"
 type Status struct {
 	// Source is where the status was read: SourcePlugin or SourceStateFile.
 	Source string `json:"source"`
+	// At is when the running weft answered, by its clock (zero when read
+	// from the state file): the reference for PeerStatus.LastSeen.
+	At time.Time `json:"at,omitzero"`
 	// HostID is this host's identity in the cluster store.
 	HostID    string           `json:"host_id,omitempty"`
 	Networks  []NetworkStatus  `json:"networks"`
@@ -197,6 +201,18 @@ type PeerStatus struct {
 	Host      string `json:"host"`
 	VTEP      string `json:"vtep"`
 	Endpoints int    `json:"endpoints"`
+	// LastSeen is when this host last read the peer's entries from the
+	// store (at every change and every re-sync, 30 s): they exist only
+	// while the peer renews its lease, so it was alive then. Zero until
+	// the first programming after weft starts.
+	LastSeen time.Time `json:"last_seen,omitzero"`
+	// Wanted counts the peer's endpoints on networks this host has (the
+	// others need no entries here); Programmed those whose neighbour and
+	// forwarding entries weft wrote at the last programming of their
+	// network. ProgramError is that programming's error, if it failed.
+	Wanted       int    `json:"wanted"`
+	Programmed   int    `json:"programmed"`
+	ProgramError string `json:"program_error,omitempty"`
 }
 
 // Status answers StatusPath from what the running weft holds in memory: it
@@ -225,6 +241,7 @@ func (d *Driver) Status(ctx context.Context) (*Status, error) {
 		return d.cl.foreign[addressKey(poolID, a)]
 	})
 	s.HostID = d.cl.hostID
+	s.At = time.Now()
 	s.Reservations = d.reservationCountLocked()
 	if d.deps.Cluster != nil {
 		s.Cluster = d.clusterStatusLocked(s)
@@ -258,6 +275,9 @@ func (d *Driver) clusterStatusLocked(s *Status) *ClusterStatus {
 		p.Endpoints++
 	}
 	for _, p := range peers {
+		if seen := d.cl.peersSeen[p.Host]; seen != nil {
+			p.LastSeen, p.Wanted, p.Programmed, p.ProgramError = seen.at, seen.wanted, seen.programmed, seen.err
+		}
 		cs.Peers = append(cs.Peers, *p)
 	}
 	slices.SortFunc(cs.Peers, func(a, b PeerStatus) int { return strings.Compare(a.Host, b.Host) })

@@ -27,6 +27,8 @@ type fakeVxlan struct {
 	pmu   sync.Mutex
 	peers map[string][]dataplane.Peer
 	known []netip.Addr // SetKnownVTEPs
+	// failPeers, when set, is what SetPeers returns (under pmu).
+	failPeers error
 }
 
 var _ dataplane.PeerSetter = (*fakeVxlan)(nil)
@@ -47,6 +49,9 @@ func (f *fakeVxlan) SetPeers(_ context.Context, id string, peers []dataplane.Pee
 	}
 	f.pmu.Lock()
 	defer f.pmu.Unlock()
+	if f.failPeers != nil {
+		return f.failPeers
+	}
 	f.peers[id] = slices.Clone(peers)
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
@@ -82,13 +83,7 @@ func (d *Driver) vxlanSync(ctx context.Context, cl store.Cluster) (int64, error)
 	if err != nil {
 		return 0, err
 	}
-	all := make(map[string]vxlanEntry, len(items))
-	for _, it := range items {
-		var rec vxlanEndpoint
-		if json.Unmarshal(it.Value, &rec) == nil {
-			all[it.Key] = vxlanEntry{rec: rec, lease: it.Lease}
-		}
-	}
+	all := parseVxlanItems(items)
 	d.mu.Lock()
 	d.cl.vxAll = all
 	d.mu.Unlock()
@@ -168,29 +163,37 @@ func (d *Driver) vxlanNetworksLocked() int {
 	return n
 }
 
-// programPeers gives each vxlan network of this host the endpoints other
-// hosts published for its VNI.
-func (d *Driver) programPeers(ctx context.Context) {
-	ps, ok := d.peerSetter()
-	if !ok {
-		return
+// parseVxlanItems reads the published endpoints of a listing, by key;
+// records that do not decode are left out, as a watch event's are.
+func parseVxlanItems(items []store.Item) map[string]vxlanEntry {
+	all := make(map[string]vxlanEntry, len(items))
+	for _, it := range items {
+		var rec vxlanEndpoint
+		if json.Unmarshal(it.Value, &rec) == nil {
+			all[it.Key] = vxlanEntry{rec: rec, lease: it.Lease}
+		}
 	}
-	local, _ := ps.VTEP()
-	type job struct {
-		id    string
-		peers []dataplane.Peer
-	}
-	var jobs []job
-	d.mu.Lock()
+	return all
+}
+
+// remotePeers sorts the published endpoints of every host but self (this
+// host's ID) into the peers of each VNI: what this host programs into its
+// vxlan networks of that VNI. An endpoint published with local, this host's
+// VTEP address, by another host is left out and reported to conflict (two
+// hosts configured with one address); one that cannot be decoded is left
+// out. It is the one definition of "the entries weft should have
+// programmed", shared by programPeers and the doctor (StorePeers).
+func remotePeers(all map[string]vxlanEntry, self string, local netip.Addr, conflict func(key string, e vxlanEntry)) map[uint32][]dataplane.Peer {
 	byVNI := map[uint32][]dataplane.Peer{}
-	for key, e := range d.cl.vxAll {
+	for key, e := range all {
 		vni, ok := vniOfKey(key)
-		if !ok || e.rec.Host == d.cl.hostID {
+		if !ok || e.rec.Host == self {
 			continue
 		}
-		if e.rec.VTEP == local {
-			d.log.Error("another host publishes this host's VTEP address: its containers are left out; give each host its own WEFT_VTEP_ADDR",
-				"endpoint_key", key, "other_host", e.rec.Host, "vtep", local)
+		if local.IsValid() && e.rec.VTEP == local {
+			if conflict != nil {
+				conflict(key, e)
+			}
 			continue
 		}
 		mac, err := net.ParseMAC(e.rec.MAC)
@@ -199,18 +202,99 @@ func (d *Driver) programPeers(ctx context.Context) {
 		}
 		byVNI[vni] = append(byVNI[vni], dataplane.Peer{VTEP: e.rec.VTEP, MAC: mac, IPv4: e.rec.IPv4, IPv6: e.rec.IPv6})
 	}
+	return byVNI
+}
+
+// StorePeers reads, from the cluster store, the remote endpoints the weft
+// of host self (its ID, Status.HostID) with VTEP address local programs into
+// its vxlan networks, by VNI: the same selection the running weft makes. The
+// doctor compares them with the kernel, whether or not weft runs.
+func StorePeers(ctx context.Context, cl store.Cluster, self string, local netip.Addr) (map[uint32][]dataplane.Peer, error) {
+	items, _, err := cl.ListItems(ctx, bucketVxlanEPs)
+	if err != nil {
+		return nil, fmt.Errorf("reading the published vxlan endpoints from the cluster store: %w", err)
+	}
+	return remotePeers(parseVxlanItems(items), self, local, nil), nil
+}
+
+// peerSeen is what this host knows of another host that publishes vxlan
+// endpoints, for weft status.
+type peerSeen struct {
+	// at is when this host last read the peer's entries from the store
+	// (a re-sync, or a change of any host's): they exist only while the
+	// peer keeps its lease alive, so it was alive then.
+	at time.Time
+	// wanted counts its endpoints on VNIs this host has networks of;
+	// programmed those the last programming of their network wrote.
+	wanted, programmed int
+	// err is the last programming error of one of those networks.
+	err string
+}
+
+// programPeers gives each vxlan network of this host the endpoints other
+// hosts published for its VNI, and notes, per peer host, when it was seen
+// and whether its entries were written.
+func (d *Driver) programPeers(ctx context.Context) {
+	ps, ok := d.peerSetter()
+	if !ok {
+		return
+	}
+	local, _ := ps.VTEP()
+	type job struct {
+		id    string
+		vni   uint32
+		peers []dataplane.Peer
+	}
+	var jobs []job
+	d.mu.Lock()
+	byVNI := remotePeers(d.cl.vxAll, d.cl.hostID, local, func(key string, e vxlanEntry) {
+		d.log.Error("another host publishes this host's VTEP address: its containers are left out; give each host its own WEFT_VTEP_ADDR",
+			"endpoint_key", key, "other_host", e.rec.Host, "vtep", local)
+	})
 	for id, r := range d.nets {
 		if r.Network.Mode == dataplane.Vxlan && r.Network.Vxlan.VNI != 0 {
-			jobs = append(jobs, job{id, byVNI[r.Network.Vxlan.VNI]})
+			jobs = append(jobs, job{id, r.Network.Vxlan.VNI, byVNI[r.Network.Vxlan.VNI]})
+		}
+	}
+	hostOf := map[string]string{} // MAC → host, for the tally below
+	seen := map[string]*peerSeen{}
+	now := time.Now()
+	for key, e := range d.cl.vxAll {
+		if e.rec.Host == d.cl.hostID {
+			continue
+		}
+		if seen[e.rec.Host] == nil {
+			seen[e.rec.Host] = &peerSeen{at: now}
+		}
+		if vni, ok := vniOfKey(key); ok {
+			if mac, err := net.ParseMAC(e.rec.MAC); err == nil {
+				hostOf[strconv.FormatUint(uint64(vni), 10)+"|"+mac.String()] = e.rec.Host
+			}
 		}
 	}
 	d.mu.Unlock()
 	for _, j := range jobs {
-		if err := ps.SetPeers(ctx, j.id, j.peers); err != nil {
+		err := ps.SetPeers(ctx, j.id, j.peers)
+		if err != nil {
 			d.log.Error("programming a vxlan network's remote endpoints failed; retrying at the next change or re-sync",
 				"network", dataplane.ShortID(j.id), "peers", len(j.peers), "err", err)
 		}
+		for _, p := range j.peers {
+			s := seen[hostOf[strconv.FormatUint(uint64(j.vni), 10)+"|"+p.MAC.String()]]
+			if s == nil {
+				continue
+			}
+			s.wanted++
+			if err == nil {
+				s.programmed++
+			} else {
+				s.err = err.Error()
+			}
+		}
 	}
+	d.mu.Lock()
+	d.cl.peersSeen = seen
+	d.mu.Unlock()
 }
 
 // keepLease renews lease until ctx ends; it reports a lost lease on lost.

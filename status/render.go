@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/weftnet/weft/dataplane"
 	"github.com/weftnet/weft/dataplane/bridge"
@@ -131,15 +132,47 @@ func WriteTable(out io.Writer, s *plugin.Status) error {
 			state = "NOT CONNECTED: " + c.Error
 		}
 		fmt.Fprintf(w, "\ncluster store: %s, %s\n", c.Store, state)
-		fmt.Fprintf(w, "PEER HOST\tVTEP\tENDPOINTS\n")
+		fmt.Fprintf(w, "PEER HOST\tVTEP\tENDPOINTS\tLAST SEEN\tPROGRAMMED\n")
+		var failed []string
 		for _, p := range c.Peers {
-			fmt.Fprintf(w, "%s\t%s\t%d\n", p.Host, p.VTEP, p.Endpoints)
+			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\n", p.Host, p.VTEP, p.Endpoints, lastSeen(s.At, p), programmed(p))
+			if p.ProgramError != "" {
+				failed = append(failed, p.Host+": "+p.ProgramError)
+			}
+		}
+		for _, f := range failed {
+			fmt.Fprintf(w, "programming failed for %s (weft retries at the next change or re-sync; see weft doctor)\n", f)
 		}
 		if len(c.Peers) == 0 {
 			fmt.Fprintf(w, "(no other host publishes vxlan endpoints)\n")
 		}
 	}
 	return w.Flush()
+}
+
+// lastSeen says how long before the status was taken weft last read the
+// peer's entries from the store.
+func lastSeen(at time.Time, p plugin.PeerStatus) string {
+	if p.LastSeen.IsZero() || at.IsZero() {
+		return "-"
+	}
+	return max(at.Sub(p.LastSeen), 0).Round(time.Second).String() + " ago"
+}
+
+// programmed says whether the peer's entries are in this host's kernel:
+// "yes (n/n)", "NO (k/n)", or "none needed" when no network of this host
+// has its endpoints' VNIs.
+func programmed(p plugin.PeerStatus) string {
+	switch {
+	case p.LastSeen.IsZero():
+		return "-"
+	case p.Wanted == 0:
+		return "none needed"
+	case p.Programmed == p.Wanted && p.ProgramError == "":
+		return fmt.Sprintf("yes (%d/%d)", p.Programmed, p.Wanted)
+	default:
+		return fmt.Sprintf("NO (%d/%d)", p.Programmed, p.Wanted)
+	}
 }
 
 // options is what sets a network apart beyond its mode and subnets.

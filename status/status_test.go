@@ -165,6 +165,7 @@ func TestNothingToRead(t *testing.T) {
 }
 
 func TestTableAndLinkNames(t *testing.T) {
+	at := time.Date(2026, 12, 2, 4, 0, 0, 0, time.UTC)
 	s := &plugin.Status{Source: "plugin", HostID: "h1",
 		Networks: []plugin.NetworkStatus{
 			{ID: netID, Mode: "bridge", Bridge: "weft-0123456789", Subnets: []plugin.SubnetStatus{{Pool: "10.1.0.0/24", Gateway: "10.1.0.1"}}, Endpoints: 1},
@@ -176,8 +177,13 @@ func TestTableAndLinkNames(t *testing.T) {
 			{ID: "3333333333333333", Network: "1111111111111111", IPv4: "192.168.1.5/24"},
 			{ID: "4444444444444444", Network: "2222222222222222", IPv4: "10.50.0.2/24"},
 		},
-		Pools:   []plugin.PoolStatus{{ID: "weft-local/10.1.0.0/24", Size: 256, Allocated: 2}, {ID: "weft-local/fd00::/64", Size: 1 << 64}},
-		Cluster: &plugin.ClusterStatus{Store: "etcd at http://10.0.0.11:2379", Connected: true, Peers: []plugin.PeerStatus{{Host: "h2", VTEP: "10.0.0.22", Endpoints: 3}}},
+		Pools: []plugin.PoolStatus{{ID: "weft-local/10.1.0.0/24", Size: 256, Allocated: 2}, {ID: "weft-local/fd00::/64", Size: 1 << 64}},
+		Cluster: &plugin.ClusterStatus{Store: "etcd at http://10.0.0.11:2379", Connected: true, Peers: []plugin.PeerStatus{
+			{Host: "h2", VTEP: "10.0.0.22", Endpoints: 3, LastSeen: at.Add(-7 * time.Second), Wanted: 2, Programmed: 2},
+			{Host: "h3", VTEP: "10.0.0.23", Endpoints: 2, LastSeen: at.Add(-31 * time.Second), Wanted: 2, Programmed: 0, ProgramError: "programming peers on \"wxv-2222222222\": file exists"},
+			{Host: "h4", VTEP: "10.0.0.24", Endpoints: 1, LastSeen: at, Wanted: 0},
+		}},
+		At: at,
 	}
 	AddLinkNames(s)
 	if got := s.Endpoints[0].HostLink; got != "whfedcba987654" {
@@ -195,7 +201,8 @@ func TestTableAndLinkNames(t *testing.T) {
 	}
 	for _, want := range []string{"host h1", "0123456789ab  bridge", "10.1.0.0/24 gw 10.1.0.1", "parent eth0.100, bridge",
 		"vni 42, port 4789, internal", "0 (+3 remote)", "whfedcba987654", "0.8%", "2^64", "etcd at http://10.0.0.11:2379, connected",
-		"h2         10.0.0.22"} {
+		"h2         10.0.0.22  3          7s ago     yes (2/2)", "h3         10.0.0.23  2          31s ago    NO (0/2)", "none needed",
+		`programming failed for h3: programming peers on "wxv-2222222222": file exists`} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}

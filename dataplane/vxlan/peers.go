@@ -241,20 +241,55 @@ func (m *Mode) readKernel(idx int) (*kernelEntries, error) {
 // readAllEntries dumps the neighbour and FDB entries of link idx (0 = every
 // link) and groups them by link.
 func (m *Mode) readAllEntries(idx int) (map[int]*kernelEntries, error) {
+	return readEntries(m.nl, idx)
+}
+
+func readEntries(h *nl.Handle, idx int) (map[int]*kernelEntries, error) {
 	var neighs []netlink.Neigh
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		ns, err := m.nl.NeighList(idx, fam)
+		ns, err := h.NeighList(idx, fam)
 		if err != nil {
 			return nil, err
 		}
 		neighs = append(neighs, ns...)
 	}
-	fdbs, err := m.nl.NeighList(idx, syscall.AF_BRIDGE)
+	fdbs, err := h.NeighList(idx, syscall.AF_BRIDGE)
 	if err != nil {
 		return nil, err
 	}
 	return groupEntries(neighs, fdbs), nil
 }
+
+// LinkPeers reads, through h, what KernelPeers reads for a network of a
+// running Mode: the remote endpoints the kernel holds on the VXLAN link
+// named link, from its permanent neighbour and forwarding entries, and the
+// link's local (VTEP) address. It is for weft doctor, which compares them
+// with the cluster store whether or not weft runs. found is false when
+// there is no such link.
+func LinkPeers(h *nl.Handle, link string) (local netip.Addr, peers []Peer, found bool, err error) {
+	l, err := h.LinkByName(link)
+	if errors.Is(err, nl.ErrLinkNotFound) {
+		return netip.Addr{}, nil, false, nil
+	}
+	if err != nil {
+		return netip.Addr{}, nil, false, err
+	}
+	vx, ok := l.(*netlink.Vxlan)
+	if !ok {
+		return netip.Addr{}, nil, true, fmt.Errorf("the interface %q is not a VXLAN link", link)
+	}
+	local, _ = netip.AddrFromSlice(vx.SrcAddr)
+	all, err := readEntries(h, vx.Attrs().Index)
+	if err != nil {
+		return netip.Addr{}, nil, true, err
+	}
+	return local.Unmap(), peersFrom(all[vx.Attrs().Index]), true, nil
+}
+
+// DiffPeers describes the first difference between the peers a VXLAN link
+// holds (have, from LinkPeers) and the wanted ones, naming the peer, or
+// returns "" if there is none: the comparison the Mode's Check makes.
+func DiffPeers(have, want []Peer) string { return peerDiff(have, want) }
 
 // syncPeers makes the entries of the VXLAN link vx exactly those of want:
 // it writes (replace semantics) what is missing or different and deletes

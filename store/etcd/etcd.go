@@ -141,6 +141,11 @@ func setDefault(d *time.Duration, def time.Duration) {
 	}
 }
 
+// TLSConfig is the TLS configuration Open uses for cfg (nil without TLS),
+// for other clients of the same endpoints (weft doctor reads etcd's clock
+// over HTTPS with it).
+func TLSConfig(cfg Config) (*tls.Config, error) { return tlsConfig(cfg) }
+
 func tlsConfig(cfg Config) (*tls.Config, error) {
 	if cfg.CertFile == "" && cfg.KeyFile == "" && cfg.CAFile == "" {
 		if cfg.TLSServerName != "" {

@@ -5,11 +5,15 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -122,20 +126,56 @@ func weftCmd(t *testing.T, prefix []string, args ...string) string {
 // test host's lack of an 802.1Q module is no failure of the test).
 func runDoctor(t *testing.T, h *Host, sock string) map[string]doctor.Result {
 	t.Helper()
+	rs, _ := runDoctorEnv(t, h, sock, nil)
+	return rs
+}
+
+// runDoctorEnv is runDoctor with variables added to the doctor's
+// environment (weft's settings, such as WEFT_STORE); it also returns the
+// exit status.
+func runDoctorEnv(t *testing.T, h *Host, sock string, env []string) (map[string]doctor.Result, int) {
+	t.Helper()
 	argv := append(h.InNet(), cfg.weftBin, "doctor", "--json", "--socket", sock, "--state-dir", h.weftStateDir())
 	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), env...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
-	out, _ := cmd.Output()
+	out, err := cmd.Output()
+	code := 0
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		code = exit.ExitCode()
+	}
+	rs, err := doctorResults(out)
+	if err != nil {
+		t.Fatalf("weft doctor --json: %v\n%s\n%s", err, out, stderr.String())
+	}
+	return rs, code
+}
+
+// doctorResults reads weft doctor --json's output, by check name.
+func doctorResults(out []byte) (map[string]doctor.Result, error) {
 	var rs []doctor.Result
 	if err := json.Unmarshal(out, &rs); err != nil {
-		t.Fatalf("weft doctor --json: %v\n%s\n%s", err, out, stderr.String())
+		return nil, err
 	}
 	byName := map[string]doctor.Result{}
 	for _, r := range rs {
 		byName[r.Name] = r
 	}
-	return byName
+	return byName, nil
+}
+
+// failedChecks lists the checks that failed, for messages.
+func failedChecks(rs map[string]doctor.Result) string {
+	var out []string
+	for _, r := range rs {
+		if r.Verdict == doctor.Fail {
+			out = append(out, fmt.Sprintf("%s: %s (fix: %s)", r.Name, r.Detail, r.Fix))
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(out, "\n  ")
 }
 
 func scrapeUnix(t *testing.T, sock string) string {

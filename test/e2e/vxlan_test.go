@@ -114,37 +114,10 @@ func TestVxlanAcrossHosts(t *testing.T) {
 	cluster := etcdtest.StartCluster(t, 3)
 	cli := etcdClient(t, cluster)
 	names := []string{"vx1", "vx2", "vx3"}
-	vteps := map[string]netip.Addr{}
-	var opts []hostOptions
-	for i, n := range names {
-		vteps[n] = netip.MustParseAddr(fmt.Sprintf("192.0.2.%d", 11+i))
-		opts = append(opts, hostOptions{weftEnv: []string{
-			"WEFT_STORE=etcd://" + strings.Join(cluster.Endpoints(), ","),
-			"WEFT_VTEP_ADDR=" + vteps[n].String(),
-			"WEFT_LEASE_TTL=" + vxTTL.String(),
-		}})
-	}
-	t.Logf("weft settings of host %s: %s", names[0], strings.Join(opts[0].weftEnv, " "))
-	hosts := startHosts(t, names, opts) // the VTEP differs per host
+	hosts, vteps, lan := vxStartHosts(t, cluster, "vx", names, vxTTL)
 	h1, h2, h3 := hosts[0], hosts[1], hosts[2]
 	vtepOf := func(h *Host) netip.Addr { return vteps[h.Name] }
-
-	lan := newLAN(t, "vx", netip.MustParsePrefix(vxUnderRouter), vxUnderMTU, false)
 	router := lan.Router.String()
-	for _, h := range hosts {
-		lan.Attach(t, h, vxUnderPort)
-		h.NS(t, "ip", "addr", "add", vtepOf(h).String()+"/24", "dev", vxUnderPort)
-	}
-	// The underlay works before weft is asked to use it.
-	for _, h := range hosts {
-		for _, o := range hosts {
-			if o != h {
-				if out, err := h.ns("busybox", "ping", "-c", "1", "-W", "2", vtepOf(o).String()); err != nil {
-					t.Fatalf("underlay: host %s cannot ping host %s's VTEP %s: %v\n%s", h.Name, o.Name, vtepOf(o), err, out)
-				}
-			}
-		}
-	}
 	t.Logf("etcd cluster, 3 hosts and their underlay up after %s", time.Since(start).Round(time.Millisecond))
 
 	// Every network up front, so that the removals registered below run
@@ -865,6 +838,41 @@ func TestVxlanAcrossHosts(t *testing.T) {
 		h.WeftAlive(t)
 	}
 	t.Logf("test body took %s", time.Since(start).Round(time.Millisecond))
+}
+
+// vxStartHosts starts hosts names with weft on the cluster store cluster
+// (lease TTL ttl), each with its VTEP address 192.0.2.11, .12, … on an
+// underlay LAN of its own (tagged tag), and checks that the underlay works
+// before weft is asked to use it.
+func vxStartHosts(t *testing.T, cluster *etcdtest.Cluster, tag string, names []string, ttl time.Duration) ([]*Host, map[string]netip.Addr, *LAN) {
+	t.Helper()
+	vteps := map[string]netip.Addr{}
+	var opts []hostOptions
+	for i, n := range names {
+		vteps[n] = netip.MustParseAddr(fmt.Sprintf("192.0.2.%d", 11+i))
+		opts = append(opts, hostOptions{weftEnv: []string{
+			"WEFT_STORE=etcd://" + strings.Join(cluster.Endpoints(), ","),
+			"WEFT_VTEP_ADDR=" + vteps[n].String(),
+			"WEFT_LEASE_TTL=" + ttl.String(),
+		}})
+	}
+	t.Logf("weft settings of host %s: %s", names[0], strings.Join(opts[0].weftEnv, " "))
+	hosts := startHosts(t, names, opts) // the VTEP differs per host
+	lan := newLAN(t, tag, netip.MustParsePrefix(vxUnderRouter), vxUnderMTU, false)
+	for _, h := range hosts {
+		lan.Attach(t, h, vxUnderPort)
+		h.NS(t, "ip", "addr", "add", vteps[h.Name].String()+"/24", "dev", vxUnderPort)
+	}
+	for _, h := range hosts {
+		for _, o := range hosts {
+			if o != h {
+				if out, err := h.ns("busybox", "ping", "-c", "1", "-W", "2", vteps[o.Name].String()); err != nil {
+					t.Fatalf("underlay: host %s cannot ping host %s's VTEP %s: %v\n%s", h.Name, o.Name, vteps[o.Name], err, out)
+				}
+			}
+		}
+	}
+	return hosts, vteps, lan
 }
 
 // etcdLeader is the member of c that its leader is, as the members say.
