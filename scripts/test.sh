@@ -413,14 +413,15 @@ e2e_run() {
 
 # When two engines run, the tests whose subject is weft itself rather than
 # what dockerd sends run on one of them: weft talking to other wefts and to
-# etcd across hosts (dockerd there only makes the containers, with the same
-# calls every other test makes on both engines), and the load test (weft's
+# etcd across hosts, weft doctor on such hosts included (dockerd there only
+# makes the containers, with the same calls every other test makes on both
+# engines), and the load test (weft's
 # allocator and accounting under 32 parallel starts). Every other test,
 # the swarm one included, runs on both. Each engine takes about half of
 # this time (roughly 6 minutes of a loaded machine each), which keeps the
 # script near 30 minutes. With one engine, it runs everything.
 only_on_machine_engine='^(TestLoadParallelRuns)$'
-only_on_newer_engine='^(TestVxlanAcrossHosts|TestClusterMacvlanAcrossHosts)$'
+only_on_newer_engine='^(TestVxlanAcrossHosts|TestClusterMacvlanAcrossHosts|TestOperationsVxlan)$'
 
 # engine_phase DOCKERD: the phase name for an engine, e2e-dockerMAJOR.MINOR
 # (e2e-docker20.10, e2e-docker26.1).
