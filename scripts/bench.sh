@@ -128,7 +128,9 @@ command -v go >/dev/null || {
 }
 
 version=$(git describe --always --dirty --abbrev=12 2>/dev/null || echo dev)
-go build -ldflags "-X main.version=$version" -o "$work/weft" .
+# Static (no cgo): the multihost section also puts this binary into the
+# managed plugin (scripts/build-plugin.sh --binary refuses a dynamic one).
+CGO_ENABLED=0 go build -ldflags "-X main.version=$version" -o "$work/weft" .
 go build -tags bench -o "$work/weft-bench" ./test/bench
 
 args=(run -weft "$work/weft" -repo . -out "$out")
