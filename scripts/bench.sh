@@ -11,9 +11,10 @@
 #                                     # some sections (attach, plugin, dataplane,
 #                                     # multihost, netcreate, footprint); writes
 #                                     # to /tmp/weft-bench-partial unless --out
-#                                     # (multihost: weft vxlan vs Docker's
-#                                     # overlay in a swarm vs the underlay,
-#                                     # across two docker hosts)
+#                                     # (multihost: weft vxlan, and weft's
+#                                     # swarm install vs Docker's overlay
+#                                     # in a swarm, vs the underlay, across
+#                                     # two docker hosts)
 #   scripts/bench.sh --networks N     # netcreate with N networks of each driver
 #                                     # (default 1000; --quick: 20)
 #
@@ -57,7 +58,7 @@ while (($#)); do
 		shift
 		;;
 	-h | --help)
-		sed -n '2,31p' "$0"
+		sed -n '2,32p' "$0"
 		exit 0
 		;;
 	*)
