@@ -11,9 +11,10 @@
 #                                     # some sections (attach, plugin, dataplane,
 #                                     # multihost, netcreate, footprint); writes
 #                                     # to /tmp/weft-bench-partial unless --out
-#                                     # (multihost: weft vxlan vs Docker's
-#                                     # overlay in a swarm vs the underlay,
-#                                     # across two docker hosts)
+#                                     # (multihost: weft vxlan, and weft's
+#                                     # swarm install vs Docker's overlay
+#                                     # in a swarm, vs the underlay, across
+#                                     # two docker hosts)
 #   scripts/bench.sh --networks N     # netcreate with N networks of each driver
 #                                     # (default 1000; --quick: 20)
 #
@@ -57,7 +58,7 @@ while (($#)); do
 		shift
 		;;
 	-h | --help)
-		sed -n '2,31p' "$0"
+		sed -n '2,32p' "$0"
 		exit 0
 		;;
 	*)
@@ -128,7 +129,9 @@ command -v go >/dev/null || {
 }
 
 version=$(git describe --always --dirty --abbrev=12 2>/dev/null || echo dev)
-go build -ldflags "-X main.version=$version" -o "$work/weft" .
+# Static (no cgo): the multihost section also puts this binary into the
+# managed plugin (scripts/build-plugin.sh --binary refuses a dynamic one).
+CGO_ENABLED=0 go build -ldflags "-X main.version=$version" -o "$work/weft" .
 go build -tags bench -o "$work/weft-bench" ./test/bench
 
 args=(run -weft "$work/weft" -repo . -out "$out")

@@ -51,13 +51,16 @@
 //     bridge at MTU 1500 in a namespace of its own (weft-bench-mhlan,
 //     testhost.Switch, as the end-to-end suite's LANs): a weft vxlan network
 //     on both hosts (the wefts sharing one etcd member the harness starts,
-//     its sockets under the work directory), Docker's overlay network in a
-//     swarm of the same two hosts (swarm init on one, join on the other, an
-//     --attachable network), and the underlay itself, host namespace to
-//     host namespace (the ceiling), interleaved; each driver chooses its
-//     MTU. If Docker's overlay cannot run on the machine, the section says
-//     why and still measures weft against the underlay. Needs etcd
-//     (/usr/bin/etcd, Debian's etcd-server).
+//     its sockets under the work directory); in a swarm of the same two
+//     hosts (swarm init on one, join on the other), weft's global-scope
+//     install (the managed plugin, built once by scripts/build-plugin.sh
+//     --binary in a builder dockerd of the harness, WEFT_SCOPE=global on
+//     both hosts) and Docker's overlay, each with a task per host of a
+//     global --endpoint-mode dnsrr service; and the underlay itself, host
+//     namespace to host namespace (the ceiling), interleaved; each driver
+//     chooses its MTU. If Docker's overlay or the managed plugin cannot run
+//     on the machine, the section says why and still measures the rest.
+//     Needs etcd (/usr/bin/etcd, Debian's etcd-server).
 //   - footprint: weft's resident memory idle and with 1000 endpoints; the
 //     ipam and plugin Go benchmarks (10^6 addresses in a /64).
 //
@@ -75,7 +78,12 @@
 // no dockerd. The multihost section's two hosts (weft-bench-mh1, -mh2) are
 // built the same way; their underlay addresses are in 198.18.0.0/24 (RFC
 // 2544's benchmarking range) on a bridge that has no link out, and their
-// etcd listens only on unix sockets under the work directory. Everything lives under the work directory (default
+// etcd listens only on unix sockets under the work directory. The
+// multihost section's plugin build is the one thing that reaches out: its
+// builder dockerd (cgroups under /weft-bench-mhbuilder, its networking off, a
+// private /run) runs in the machine's own network namespace so that the
+// Dockerfile's apt-get reaches Debian's mirror, as the end-to-end suite's
+// builder does. Everything lives under the work directory (default
 // /tmp/weft-bench). At start the harness takes /run/weft-bench.lock and
 // removes what a crashed earlier run left (processes recorded in its
 // pidfiles, weft-bench-* namespaces and cgroups, the work directory); at the

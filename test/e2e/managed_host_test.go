@@ -227,48 +227,18 @@ func requireManagedPlugin(t *testing.T) {
 }
 
 func buildAndPush() (log []string, err error) {
-	dir := filepath.Join(cfg.dir, "builder")
-	for _, d := range []string{"data", "exec"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			return nil, err
-		}
-	}
-	sock := filepath.Join(dir, "docker.sock")
-	conf := fmt.Sprintf(`{"live-restore": false, "deprecated-key-path": %q, "bridge": "none", "iptables": false, "ip6tables": false, "ip-forward": false, "ip-masq": false}`+"\n",
-		filepath.Join(dir, "key.json"))
-	if err := os.WriteFile(filepath.Join(dir, "daemon.json"), []byte(conf), 0o644); err != nil {
-		return nil, err
-	}
-	// dockerd itself is the process that stays (exec), so the pidfile and
-	// its command line (which names WEFT_E2E_DIR) let a later run's stale
-	// clean-up find it. A private /run (testhost.HolderScript) keeps its
-	// plugin directory and containerd directory off the machine's.
-	argv := []string{"unshare", "--mount", "--propagation", "slave", "--", "sh", "-c", testhost.HolderScript(cfg.prefix, `"$@"`), "sh",
-		cfg.dockerd,
-		"--config-file", filepath.Join(dir, "daemon.json"),
-		"--data-root", filepath.Join(dir, "data"),
-		"--exec-root", filepath.Join(dir, "exec"),
-		"--pidfile", filepath.Join(dir, "dockerd.pid"),
-		"-H", "unix://" + sock,
-		"--cgroup-parent", "/" + nsPrefix + "builder",
-	}
-	argv = append(argv, cfg.dockerdArgs...)
-	p, err := testhost.StartProc("builder dockerd", filepath.Join(dir, "dockerd.log"), filepath.Join(dir, "builder.pid"), argv...)
+	// A private /run (testhost.HolderScript) keeps the builder's plugin
+	// directory and containerd directory off the machine's.
+	m, err := testhost.StartBuilder(filepath.Join(cfg.dir, "builder"), cfg.prefix, cfg.dockerd, nsPrefix+"builder", cfg.dockerdArgs...)
 	if err != nil {
 		return nil, err
 	}
 	defer func() {
-		if serr := p.Stop(60 * time.Second); serr != nil && err == nil {
-			err = fmt.Errorf("stopping the builder: %w", serr)
-		}
-		if cerr := testhost.RemoveCgroups(nsPrefix + "builder"); cerr != nil && err == nil {
-			err = cerr
+		if serr := m.StopBuilder(nsPrefix + "builder"); serr != nil && err == nil {
+			err = serr
 		}
 	}()
-	b := &Host{Name: "builder", Machine: testhost.Machine{Dir: dir, Sock: sock, Dockerd: p}}
-	if err := b.WaitDockerd(60 * time.Second); err != nil {
-		return nil, err
-	}
+	b := &Host{Name: "builder", Machine: *m}
 
 	// From WEFT_E2E_PLUGIN_CACHE if a run sharing it has built the plugin
 	// already from this tree (or is building it now: its lock), else
@@ -347,14 +317,14 @@ func buildAndPush() (log []string, err error) {
 		}
 		log = append(log, fmt.Sprintf("built and pushed %s in %s:\n%s", ref, time.Since(start).Round(time.Second), out))
 		if cache != nil {
-			m := keptDirRE.FindStringSubmatch(out)
-			if m == nil {
+			kept, ok := testhost.KeptPluginDir(out)
+			if !ok {
 				return log, fmt.Errorf("scripts/build-plugin.sh with KEEP_DIR=1 did not say where it kept the plugin directory:\n%s", out)
 			}
 			engine, _, _ := b.DockerErr("version", "--format", "{{.Server.Version}}")
 			what := fmt.Sprintf("built %s by scripts/build-plugin.sh with Docker %s in run %s in %s",
 				how, strings.TrimSpace(engine), cfg.prefix, time.Since(start).Round(time.Second))
-			if err := cache.store(tag, m[1], what); err != nil {
+			if err := cache.store(tag, kept, what); err != nil {
 				return log, fmt.Errorf("WEFT_E2E_PLUGIN_CACHE: %w", err)
 			}
 			log = append(log, "saved the plugin directory as "+cache.dir[tag]+" for the runs sharing "+cfg.pluginCache)
@@ -369,9 +339,6 @@ func buildAndPush() (log []string, err error) {
 	}
 	return log, nil
 }
-
-// keptDirRE finds the directory build-plugin.sh keeps with KEEP_DIR=1.
-var keptDirRE = regexp.MustCompile(`(?m)plugin directory kept: (\S+)$`)
 
 // pushPluginDir creates the plugin ref from a plugin directory (rootfs and
 // config.json, as build-plugin.sh makes it) with `docker plugin create`,
