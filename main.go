@@ -202,10 +202,16 @@ func start(ctx context.Context, d *plugin.Driver, st plugin.Settings, log *slog.
 
 // vxlanOpts are the vxlan mode's settings: the VTEP address when
 // WEFT_VTEP_ADDR gives one (else the mode uses the default route's source),
-// the checksum offload (WEFT_VXLAN_OFFLOAD), and the firewall for its
-// known-VTEP filter.
+// the checksum offload (WEFT_VXLAN_OFFLOAD), the firewall for its
+// known-VTEP filter, and the names of its kernel objects: a global-scope
+// weft's differ from a local-scope one's, so the two can run on one node
+// without either reconciling away the other's links, sets or rules.
 func vxlanOpts(st plugin.Settings, firewall *fw.Firewall) []vxlan.Option {
-	opts := []vxlan.Option{vxlan.WithFirewall(firewall)}
+	flavour := vxlan.Local()
+	if st.Scope == plugin.ScopeGlobal {
+		flavour = vxlan.Swarm()
+	}
+	opts := []vxlan.Option{vxlan.WithFirewall(firewall), vxlan.WithFlavour(flavour)}
 	if o, err := vxlan.ParseOffload(st.VxlanOffload); err == nil { // ParseSettings checked it
 		opts = append(opts, vxlan.WithChecksumOffload(o))
 	}
