@@ -1245,11 +1245,12 @@ func vxSetMembers(t testing.TB, h *Host) []string {
 	return m
 }
 
-// vxObjects is every kernel object of weft's vxlan mode on h
-// (dataplane/vxlan): links named wxb-*, wxv-*, wxh*, wxc* or aliased
-// weft-vxlan:*, firewall rules tagged weft-vxlan: or matching a wxb-
-// bridge, and the known-VTEP ipsets weft-vteps4/6. The harness's generic
-// check (Host.AssertClean) knows none of them.
+// vxObjects is every kernel object of either weft's vxlan mode on h
+// (dataplane/vxlan, local-scope and global-scope flavours): links named or
+// aliased as isVxlanLink knows, firewall rules tagged weft-vxlan: or
+// weft-swarm: or matching one of their bridges, and the known-VTEP ipsets
+// (weft-vteps4/6, weft-swarm-vteps4/6). The harness's generic check
+// (Host.AssertClean) knows none of them.
 func vxObjects(h *Host) ([]string, error) {
 	ls, err := hostLinks(h)
 	if err != nil {
@@ -1257,8 +1258,7 @@ func vxObjects(h *Host) ([]string, error) {
 	}
 	var out []string
 	for _, l := range ls {
-		if strings.HasPrefix(l.Name, "wxb-") || strings.HasPrefix(l.Name, "wxv-") ||
-			strings.HasPrefix(l.Name, "wxh") || strings.HasPrefix(l.Name, "wxc") || strings.HasPrefix(l.Alias, "weft-vxlan:") {
+		if isVxlanLink(l.Name, l.Alias) {
 			out = append(out, l.String())
 		}
 	}
@@ -1267,7 +1267,7 @@ func vxObjects(h *Host) ([]string, error) {
 		return nil, err
 	}
 	for _, r := range fw {
-		if strings.Contains(r.Spec, "weft-vxlan:") || strings.Contains(r.Spec, "wxb-") {
+		if slices.ContainsFunc(vxRuleMarks, func(m string) bool { return strings.Contains(r.Spec, m) }) {
 			out = append(out, "rule "+r.String())
 		}
 	}
