@@ -59,11 +59,17 @@ func (f Flavour) portHolder(links []netlink.Link, port uint16) string {
 }
 
 // checkPortFree refuses n if the other weft instance on this host carries
-// a network on n's UDP port.
+// a network on n's UDP port, unless n's own VXLAN link is there already (a
+// network made before, which Reconcile warns about instead).
 func (m *Mode) checkPortFree(n dataplane.Network) error {
 	links, err := m.nl.LinkList()
 	if err != nil {
 		return err
+	}
+	for _, l := range links {
+		if l.Type() == "vxlan" && l.Attrs().Name == m.names.LinkName(n.ID) && m.names.ownedBy(l, n.ID) {
+			return nil
+		}
 	}
 	port := portOf(n)
 	if who := m.names.portHolder(links, port); who != "" {

@@ -51,7 +51,7 @@ func (i instance) mustCheck() {
 	}
 }
 
-// hasFilter reports whether INPUT holds i's known-VTEP rule on port and
+// hasRules reports whether INPUT holds i's known-VTEP rule on port and
 // FORWARD its bridged rule.
 func (i instance) hasRules(fwall *fw.Firewall, port uint16) (filter, bridged bool) {
 	i.t.Helper()
