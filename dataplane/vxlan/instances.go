@@ -3,10 +3,12 @@ package vxlan
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 
 	"github.com/weftnet/weft/dataplane"
+	"github.com/weftnet/weft/dataplane/fw"
 )
 
 // ErrPortOfOtherWeft is wrapped by CreateNetwork's error when the network's
@@ -97,4 +99,109 @@ func (m *Mode) warnSharedPorts(nets map[string]dataplane.Network) {
 				"network", dataplane.ShortID(id), "port", portOf(nets[id]), "other", who)
 		}
 	}
+}
+
+// adoptEarlier takes over what a global-scope weft made before flavours
+// existed, when it used the local-scope names: the links of networks listed
+// here that carry a Local alias are this instance's (a network ID names one
+// network; a local-scope weft cannot have a swarm network's), so they are
+// renamed to this flavour's names and aliased as its own, veths included
+// (each is down for a moment). If any was, the old known-VTEP rules of the
+// ports no local-scope weft's VXLAN link uses are removed (they would keep
+// dropping new peers), and, if no local-scope weft's link is left at all,
+// the old bridged rule and sets. A Local Mode adopts nothing.
+func (m *Mode) adoptEarlier(listed map[string]bool) error {
+	old := Local()
+	if m.names == old {
+		return nil
+	}
+	links, err := m.nl.LinkList()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	adopted, othersLeft, otherPorts := 0, false, map[uint16]bool{}
+	for _, l := range links {
+		a := l.Attrs()
+		id, ok := old.aliasNetwork(a.Alias)
+		name := ""
+		if ok && listed[id] {
+			name = m.names.adoptedName(old, l, id)
+		}
+		if name == "" {
+			// Not one of this instance's: the local-scope weft's, if
+			// anyone's.
+			if ok || a.Alias == "" && (old.isNetLinkName(a.Name, true) || old.isNetLinkName(a.Name, false) || old.isVethName(a.Name)) {
+				othersLeft = true
+				if vx, isVx := l.(*netlink.Vxlan); isVx {
+					otherPorts[uint16(vx.Port)] = true
+				}
+			}
+			continue
+		}
+		m.log.Info("renaming a link an earlier global-scope weft made under the local-scope names", "network", dataplane.ShortID(id), "link", a.Name, "to", name)
+		if err := m.nl.Rename(l, name); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		errs = append(errs, m.nl.SetAlias(l, m.names.ownerAlias(id)))
+		adopted++
+	}
+	if adopted > 0 && m.fw != nil {
+		errs = append(errs, m.removeFilterOf(old, otherPorts, othersLeft))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("taking over the links of an earlier global-scope weft: %w", err)
+	}
+	return nil
+}
+
+// adoptedName is f's name for l, a link flavour old made for network id, or
+// "" if l is not one of old's links.
+func (f Flavour) adoptedName(old Flavour, l netlink.Link, id string) string {
+	name := l.Attrs().Name
+	switch l.Type() {
+	case "bridge":
+		if name == old.BridgeName(id) {
+			return f.BridgeName(id)
+		}
+	case "vxlan":
+		if name == old.LinkName(id) {
+			return f.LinkName(id)
+		}
+	case "veth":
+		if rest, ok := strings.CutPrefix(name, old.hostPrefix); ok && isIDPrefix(rest, epIDLen) {
+			return f.hostPrefix + rest
+		}
+		if rest, ok := strings.CutPrefix(name, old.containerPrefix); ok && isIDPrefix(rest, epIDLen) {
+			return f.containerPrefix + rest
+		}
+	}
+	return ""
+}
+
+// removeFilterOf removes flavour o's known-VTEP rules of the ports not in
+// keepPorts, in every family, and unless inUse its bridged rule and sets.
+func (m *Mode) removeFilterOf(o Flavour, keepPorts map[uint16]bool, inUse bool) error {
+	var errs []error
+	for _, f := range []fw.Family{fw.IPv4, fw.IPv6} {
+		if !m.fw.Has(f) {
+			continue
+		}
+		rules, err := m.fw.Rules(f, fw.Filter, "INPUT")
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for p := range o.filterPorts(rules) {
+			if !keepPorts[p] {
+				m.log.Info("removing a known-VTEP rule an earlier global-scope weft made under the local-scope names", "family", f, "port", p)
+				errs = append(errs, m.fw.DeleteRule(f, o.filterRule(f, p)))
+			}
+		}
+		if !inUse {
+			errs = append(errs, m.fw.DeleteRule(f, o.bridgedRule()), m.nl.DestroySet(o.vtepSet(f)))
+		}
+	}
+	return errors.Join(errs...)
 }

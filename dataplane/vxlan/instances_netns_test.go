@@ -299,3 +299,86 @@ func TestNetnsTwoInstances(t *testing.T) {
 		c.i.mustDelete(c.n)
 	}
 }
+
+// TestNetnsSwarmAdoptsEarlierNames: a global-scope weft upgraded from
+// before flavours finds its networks' links under the local-scope names
+// (made here by a Local Mode): its Reconcile renames them to its own, the
+// traffic keeps flowing, and the old known-VTEP rules and set go, since no
+// local-scope weft's link is left. A local-scope weft's network next to it
+// keeps its links and rules.
+func TestNetnsSwarmAdoptsEarlierNames(t *testing.T) {
+	a, b := newHosts(t, 1500)
+	if err := a.nl.IpsetSupported(); err != nil {
+		t.Skipf("missing kernel feature: ipset: %v", err)
+	}
+	fwall, err := fw.New(slog.New(slog.NewTextHandler(testWriter{t, "fw"}, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nstest.Run(t, "iptables", "-P", "FORWARD", "DROP")
+	t.Cleanup(func() { nstest.Run(t, "iptables", "-P", "FORWARD", "ACCEPT") })
+
+	for _, withLocal := range []bool{false, true} {
+		earlier := newInstance(t, a, Local(), fwall) // the swarm weft before the upgrade
+		bSide := newInstance(t, b, Swarm(), nil)
+		n := network(idB, vni+1)
+		earlier.mustCreate(n)
+		bSide.mustCreate(n)
+		c1 := earlier.attach(n, endpoint(n, ep1, "10.50.0.11/24", ""))
+		c2 := bSide.attach(n, endpoint(n, ep2, "10.50.0.12/24", ""))
+		earlier.mustSetPeers(idB, c2.peer(vtepB))
+		bSide.mustSetPeers(idB, c1.peer(vtepA))
+		waitPing(t, c1, c2.addr, 56)
+		var loc instance
+		nL := network(idA, vni, func(n *dataplane.Network) { n.Vxlan.Port = 4791 })
+		if withLocal {
+			loc = newInstance(t, a, Local(), fwall)
+			loc.mustCreate(nL)
+		}
+
+		sw := newInstance(t, a, Swarm(), fwall)
+		if err := sw.m.Reconcile(sw.ctx, []dataplane.Network{n}, []dataplane.Endpoint{c1.ep}); err != nil {
+			t.Fatal(err)
+		}
+		host, _ := Swarm().VethNames(ep1)
+		for _, name := range []string{Swarm().BridgeName(idB), Swarm().LinkName(idB), host} {
+			if l := a.link(name); l.Attrs().Alias != Swarm().ownerAlias(idB) {
+				t.Fatalf("%s has alias %q after the upgrade", name, l.Attrs().Alias)
+			}
+		}
+		oldHost, _ := Local().VethNames(ep1)
+		for _, name := range []string{Local().BridgeName(idB), Local().LinkName(idB), oldHost} {
+			a.gone(name)
+		}
+		sw.mustSetPeers(idB, c2.peer(vtepB))
+		sw.mustCheck()
+		waitPing(t, c1, c2.addr, 56)
+		waitPing(t, c2, c1.addr, 56)
+		oldFilter, oldBridged := earlier.hasRules(fwall, 4789)
+		_, setErr := a.nl.SetMembers(Local().set4)
+		if withLocal {
+			// The local-scope weft's rules and set stay (its port's rule
+			// and the shared bridged rule), and its links.
+			if l, b := loc.hasRules(fwall, 4791); !l || !b || setErr != nil {
+				t.Fatalf("with a local-scope network: its rule %v, bridged %v, set %v", l, b, setErr)
+			}
+			loc.mustCheck()
+		} else if oldFilter || oldBridged || !errors.Is(setErr, nl.ErrSetNotFound) {
+			t.Fatalf("the earlier weft's filter is left: rule %v, bridged %v, set %v", oldFilter, oldBridged, setErr)
+		}
+
+		if err := sw.m.DeleteEndpoint(sw.ctx, n, c1.ep); err != nil {
+			t.Fatal(err)
+		}
+		sw.mustDelete(n)
+		if err := bSide.m.DeleteEndpoint(bSide.ctx, n, c2.ep); err != nil {
+			t.Fatal(err)
+		}
+		bSide.mustDelete(n)
+		if withLocal {
+			loc.mustDelete(nL)
+		} else if err := earlier.restarted(t, fwall).m.Reconcile(a.ctx, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

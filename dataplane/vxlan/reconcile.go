@@ -84,6 +84,10 @@ func (m *Mode) Reconcile(ctx context.Context, nets []dataplane.Network, eps []da
 			m.eps[ep.NetworkID][ep.ID] = ep
 		}
 	}
+	// Links of an earlier global-scope weft under the local-scope names
+	// become this flavour's, before the sweep that would take them for
+	// another instance's.
+	errs = append(errs, m.adoptEarlier(listed))
 	// Stale links first: a VXLAN link of a deleted network may hold the
 	// VNI a listed network needs.
 	errs = append(errs, m.sweepLinks(listed, keepVeths))
