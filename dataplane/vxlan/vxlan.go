@@ -177,6 +177,9 @@ func (m *Mode) local() (netip.Addr, netlink.Link, error) {
 	return vtep, l, nil
 }
 
+// Flavour returns the names this Mode gives what it makes (WithFlavour).
+func (m *Mode) Flavour() Flavour { return m.names }
+
 // VTEP returns the VTEP address this Mode uses: the configured one, or
 // DefaultVTEP. The control plane publishes it as this host's.
 func (m *Mode) VTEP() (netip.Addr, error) {
