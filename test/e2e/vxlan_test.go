@@ -17,6 +17,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	weftvxlan "github.com/weftnet/weft/dataplane/vxlan"
 	"github.com/weftnet/weft/store/etcd/etcdtest"
 	"github.com/weftnet/weft/test/testhost"
 )
@@ -964,15 +965,20 @@ func vxContainerMTU(t testing.TB, e vxEP) int {
 	return vxContainerIface(t, e.h, e.ctr, e.ip).MTU
 }
 
-// vxLinkName is the VXLAN link of network net on h ("wxv-" and 10
-// characters of the network's ID on that host: each dockerd has its own).
+// vxLinkName is the VXLAN link and bridge of network net on h: "wxv-"/"wxb-"
+// and 10 characters of the network's ID on that host (each dockerd has its
+// own), or, for a swarm network (a global-scope weft's), "wsv-"/"wsb-".
 func vxLinkName(t testing.TB, h *Host, net string) (vxlan, bridge string) {
 	t.Helper()
-	id := h.Docker(t, "network", "inspect", "-f", "{{.Id}}", net)
+	id, scope, _ := strings.Cut(h.Docker(t, "network", "inspect", "-f", "{{.Id}} {{.Scope}}", net), " ")
 	if len(id) < 10 {
 		t.Fatalf("host %s: network %s has ID %q", h.Name, net, id)
 	}
-	return "wxv-" + id[:10], "wxb-" + id[:10]
+	names := weftvxlan.Local()
+	if scope == "swarm" {
+		names = weftvxlan.Swarm()
+	}
+	return names.LinkName(id), names.BridgeName(id)
 }
 
 // vxLinks returns network net's VXLAN link and bridge on h.
