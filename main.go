@@ -150,19 +150,24 @@ func start(ctx context.Context, d *plugin.Driver, st plugin.Settings, log *slog.
 		d.Fail(err)
 		return closeDB, err
 	}
-	bridgeOpts, err := firewallDesign(st.Firewall, h, log)
-	if err != nil {
-		d.Fail(err)
-		return closeDB, err
+	// A swarm install serves vxlan networks only: without the other modes
+	// it never reconciles (and so never removes) bridges, macvlan links or
+	// the bridge mode's chains and sets that a local-scope weft on the node
+	// owns, and its vxlan mode's names are its own (vxlanOpts).
+	modes := map[dataplane.ModeName]dataplane.Mode{dataplane.Vxlan: vxlan.New(h, log, vxlanOpts(st, firewall)...)}
+	if st.Scope != plugin.ScopeGlobal {
+		bridgeOpts, err := firewallDesign(st.Firewall, h, log)
+		if err != nil {
+			d.Fail(err)
+			return closeDB, err
+		}
+		modes[dataplane.Bridge] = bridge.New(h, firewall, log, bridgeOpts...)
+		modes[dataplane.Macvlan] = macvlan.New(h, log)
 	}
 	deps := plugin.Deps{
-		Store: mx.Store(db),
-		IPAM:  ipam.New(st.DefaultPools),
-		Modes: map[dataplane.ModeName]dataplane.Mode{
-			dataplane.Bridge:  bridge.New(h, firewall, log, bridgeOpts...),
-			dataplane.Macvlan: macvlan.New(h, log),
-			dataplane.Vxlan:   vxlan.New(h, log, vxlanOpts(st, firewall)...),
-		},
+		Store:            mx.Store(db),
+		IPAM:             ipam.New(st.DefaultPools),
+		Modes:            modes,
 		Routes:           h,
 		ReservationGrace: st.ReservationGrace,
 		LeaseTTL:         st.LeaseTTL,
@@ -173,14 +178,8 @@ func start(ctx context.Context, d *plugin.Driver, st plugin.Settings, log *slog.
 	if st.Etcd.Enabled() {
 		deps.Cluster, closeCluster = connectCluster(ctx, st.Etcd, log, mx)
 	}
-	if st.Scope == plugin.ScopeGlobal {
-		// A swarm install serves vxlan networks only: without the other
-		// modes it never reconciles (and so never removes) bridges, macvlan
-		// links or bridge rules that a local-scope weft on the node owns.
-		deps.Modes = map[dataplane.ModeName]dataplane.Mode{dataplane.Vxlan: deps.Modes[dataplane.Vxlan]}
-		if st.GossipKey != nil {
-			deps.Gossip = &plugin.GossipSettings{Key: st.GossipKey, Port: st.GossipPort}
-		}
+	if st.Scope == plugin.ScopeGlobal && st.GossipKey != nil {
+		deps.Gossip = &plugin.GossipSettings{Key: st.GossipKey, Port: st.GossipPort}
 	}
 	closeAll := func() {
 		// Kernel work the modes finish after answering (a veth pair's
@@ -202,10 +201,16 @@ func start(ctx context.Context, d *plugin.Driver, st plugin.Settings, log *slog.
 
 // vxlanOpts are the vxlan mode's settings: the VTEP address when
 // WEFT_VTEP_ADDR gives one (else the mode uses the default route's source),
-// the checksum offload (WEFT_VXLAN_OFFLOAD), and the firewall for its
-// known-VTEP filter.
+// the checksum offload (WEFT_VXLAN_OFFLOAD), the firewall for its
+// known-VTEP filter, and the names of its kernel objects: a global-scope
+// weft's differ from a local-scope one's, so the two can run on one node
+// without either reconciling away the other's links, sets or rules.
 func vxlanOpts(st plugin.Settings, firewall *fw.Firewall) []vxlan.Option {
-	opts := []vxlan.Option{vxlan.WithFirewall(firewall)}
+	flavour := vxlan.Local()
+	if st.Scope == plugin.ScopeGlobal {
+		flavour = vxlan.Swarm()
+	}
+	opts := []vxlan.Option{vxlan.WithFirewall(firewall), vxlan.WithFlavour(flavour)}
 	if o, err := vxlan.ParseOffload(st.VxlanOffload); err == nil { // ParseSettings checked it
 		opts = append(opts, vxlan.WithChecksumOffload(o))
 	}

@@ -21,6 +21,23 @@ const OwnerAliasPrefix = "weft:"
 // refuses one as its parent).
 const VxlanAliasPrefix = "weft-vxlan:"
 
+// SwarmVxlanAliasPrefix starts the alias of the links a global-scope
+// (swarm) weft's vxlan mode makes. It differs from VxlanAliasPrefix, and
+// neither is a prefix of the other, so that a local-scope and a global-scope
+// weft on one node each sweep only their own links.
+const SwarmVxlanAliasPrefix = "weft-swarm:"
+
+// VxlanAliasNetwork returns the network ID in alias if it is the alias of a
+// link the vxlan mode of either a local-scope or a global-scope weft made.
+func VxlanAliasNetwork(alias string) (string, bool) {
+	for _, p := range []string{VxlanAliasPrefix, SwarmVxlanAliasPrefix} {
+		if id, ok := strings.CutPrefix(alias, p); ok {
+			return id, true
+		}
+	}
+	return "", false
+}
+
 // DefaultBridgeName is the bridge name of a network whose user gave none:
 // "weft-" and the first 10 hex digits of the network ID (15 bytes).
 func DefaultBridgeName(networkID string) string {

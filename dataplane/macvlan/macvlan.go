@@ -212,6 +212,13 @@ func findVLAN(links []netlink.Link, lowerIndex, vid int) string {
 	return ""
 }
 
+// isVxlanAlias reports whether alias is that of a vxlan network's link, of
+// either weft instance a node may run.
+func isVxlanAlias(alias string) bool {
+	_, ok := dataplane.VxlanAliasNetwork(alias)
+	return ok
+}
+
 // parentError explains why l cannot be a macvlan parent, or returns nil:
 // links weft made for other purposes (a bridge network's bridge, an isolated
 // network's parent, an endpoint) and non-Ethernet links are refused. A VLAN
@@ -227,9 +234,10 @@ func parentError(l netlink.Link) error {
 	case l.Type() == "bridge" && strings.HasPrefix(a.Alias, dataplane.OwnerAliasPrefix):
 		return fmt.Errorf("parent %q is the bridge of weft network %s; a macvlan network cannot hang off another weft network: %s",
 			a.Name, dataplane.ShortID(strings.TrimPrefix(a.Alias, dataplane.OwnerAliasPrefix)), instead)
-	case strings.HasPrefix(a.Alias, dataplane.VxlanAliasPrefix):
+	case isVxlanAlias(a.Alias):
+		id, _ := dataplane.VxlanAliasNetwork(a.Alias)
 		return fmt.Errorf("parent %q is a %s interface weft made for vxlan network %s; %s",
-			a.Name, l.Type(), dataplane.ShortID(strings.TrimPrefix(a.Alias, dataplane.VxlanAliasPrefix)), instead)
+			a.Name, l.Type(), dataplane.ShortID(id), instead)
 	case strings.HasPrefix(a.Alias, dataplane.OwnerAliasPrefix):
 		return fmt.Errorf("parent %q is a %s interface weft made for network %s; %s",
 			a.Name, l.Type(), dataplane.ShortID(strings.TrimPrefix(a.Alias, dataplane.OwnerAliasPrefix)), instead)

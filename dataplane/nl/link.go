@@ -151,6 +151,29 @@ func (h *Handle) SetAlias(link netlink.Link, alias string) error {
 	return nil
 }
 
+// Rename gives link another name. The kernel renames only a link that is
+// down: link is set down for the rename and up again if it was up.
+func (h *Handle) Rename(link netlink.Link, name string) error {
+	old, up := link.Attrs().Name, link.Attrs().Flags&net.FlagUp != 0
+	if up {
+		if err := h.h.LinkSetDown(link); err != nil {
+			return fmt.Errorf("setting %q down to rename it: %w", old, err)
+		}
+	}
+	if err := h.h.LinkSetName(link, name); err != nil {
+		if up {
+			_ = h.h.LinkSetUp(link)
+		}
+		return fmt.Errorf("renaming %q to %q: %w", old, name, err)
+	}
+	if up {
+		if err := h.h.LinkSetUp(link); err != nil {
+			return fmt.Errorf("setting %q up after renaming it from %q: %w", name, old, err)
+		}
+	}
+	return nil
+}
+
 // SetUp sets link administratively up.
 func (h *Handle) SetUp(link netlink.Link) error {
 	if err := h.h.LinkSetUp(link); err != nil {

@@ -28,6 +28,12 @@
 //     patterns, so each mode's Reconcile removes only its own links.
 //     Reconcile here deletes only links with this alias (or none, and one
 //     of this mode's names: a crash before the alias was set).
+//   - These are the names of the Local flavour, a local-scope weft's. A
+//     global-scope weft on the same node uses the Swarm flavour's ("wsb-",
+//     "wsv-", "wsh", "wsc", alias "weft-swarm:", its own ipsets and rule
+//     comments; WithFlavour), so neither instance's Reconcile, Repair or
+//     sweep touches the other's objects; a network may not use a UDP port
+//     the other instance's networks use (see firewall.go).
 //
 // # MTU
 //

@@ -163,7 +163,7 @@ func TestNetnsKnownVTEPFilter(t *testing.T) {
 	}
 
 	// Without the FORWARD rule, the bridged traffic is dropped.
-	if err := f.DeleteRule(fw.IPv4, bridgedRule()); err != nil {
+	if err := f.DeleteRule(fw.IPv4, Local().bridgedRule()); err != nil {
 		t.Fatal(err)
 	}
 	noPing(t, c1, c2.addr)
@@ -191,7 +191,7 @@ func TestNetnsKnownVTEPFilter(t *testing.T) {
 
 	// The set member removed behind weft's back: Check names it, Repair
 	// puts it back.
-	if err := a.nl.SetDel(vtepSet4, nl.SetMember{Net: netip.PrefixFrom(vtepB, 32)}); err != nil {
+	if err := a.nl.SetDel(Local().set4, nl.SetMember{Net: netip.PrefixFrom(vtepB, 32)}); err != nil {
 		t.Fatal(err)
 	}
 	mustNotArrive(t, b, vtepB, c1, pc)
@@ -203,7 +203,7 @@ func TestNetnsKnownVTEPFilter(t *testing.T) {
 	}
 	mustArrive(t, b, vtepB, c1, pc)
 	// The rule deleted: Check names it, Repair puts it back.
-	if err := f.DeleteRule(fw.IPv4, filterRule(fw.IPv4, port)); err != nil {
+	if err := f.DeleteRule(fw.IPv4, Local().filterRule(fw.IPv4, port)); err != nil {
 		t.Fatal(err)
 	}
 	if why, _ := a.m.Check(a.ctx); why == "" {
@@ -231,7 +231,7 @@ func TestNetnsKnownVTEPFilter(t *testing.T) {
 	if err := fresh.Reconcile(a.ctx, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.nl.SetMembers(vtepSet4); !errors.Is(err, nl.ErrSetNotFound) {
+	if _, err := a.nl.SetMembers(Local().set4); !errors.Is(err, nl.ErrSetNotFound) {
 		t.Fatalf("the VTEP set outlived the last network: %v", err)
 	}
 	if err := b.m.DeleteEndpoint(b.ctx, n, c2.ep); err != nil {
@@ -240,11 +240,11 @@ func TestNetnsKnownVTEPFilter(t *testing.T) {
 	b.mustDelete(n)
 	// And DeleteNetwork of the last network removes it too.
 	a.mustCreate(n)
-	if _, err := a.nl.SetMembers(vtepSet4); err != nil {
+	if _, err := a.nl.SetMembers(Local().set4); err != nil {
 		t.Fatalf("no VTEP set after CreateNetwork: %v", err)
 	}
 	a.mustDelete(n)
-	if _, err := a.nl.SetMembers(vtepSet4); !errors.Is(err, nl.ErrSetNotFound) {
+	if _, err := a.nl.SetMembers(Local().set4); !errors.Is(err, nl.ErrSetNotFound) {
 		t.Fatalf("the VTEP set outlived DeleteNetwork of the last network: %v", err)
 	}
 }

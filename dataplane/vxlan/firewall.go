@@ -18,9 +18,9 @@ import (
 // VXLAN port and its containers' veths through filter FORWARD, whose policy
 // dockerd sets to DROP. One fixed rule per family, inserted at the top of
 // FORWARD while any vxlan network exists, accepts exactly those frames
-// (bridged, in and out of a weft vxlan bridge; bridged frames never leave
-// their bridge, and the bridges have no address, so nothing is routed
-// between them):
+// (bridged, in and out of one of this flavour's bridges; bridged frames
+// never leave their bridge, and the bridges have no address, so nothing is
+// routed between them). For the local-scope flavour:
 //
 //	-m physdev --physdev-is-bridged -i wxb-+ -o wxb-+
 //	    -m comment --comment weft-vxlan:bridged -j ACCEPT
@@ -38,19 +38,21 @@ import (
 // VTEP given to SetKnownVTEPs. The rule count grows with ports (usually
 // one), never with networks, peers or hosts. The comment is not a "weft:"
 // tag, so the bridge mode's sweeps never take the rule for one of theirs.
-const (
-	vtepSet4       = "weft-vteps4"
-	vtepSet6       = "weft-vteps6"
-	filterComment  = "weft-vxlan:known-vteps"
-	bridgedComment = "weft-vxlan:bridged"
-)
+//
+// A global-scope weft (Swarm flavour) has the same rules with its own
+// bridge prefix (wsb-), sets (weft-swarm-vteps4/6) and comments
+// (weft-swarm:...); each instance finds, replaces and removes only rules
+// with its own comments. Two instances never filter the same port: a packet
+// must pass every DROP rule on its port, so a swarm node's VTEP, unknown to
+// the local-scope weft's set, would be dropped by its rule. CreateNetwork
+// therefore refuses a port the other instance's networks use (portConflict).
 
-// bridgedRule is the FORWARD rule that accepts frames bridged within a vxlan
-// network's bridge.
-func bridgedRule() fw.Rule {
+// bridgedRule is the FORWARD rule that accepts frames bridged within one of
+// this flavour's bridges.
+func (f Flavour) bridgedRule() fw.Rule {
 	return fw.Rule{Table: fw.Filter, Chain: "FORWARD", Spec: []string{
-		"-i", bridgePrefix + "+", "-o", bridgePrefix + "+", "-m", "physdev", "--physdev-is-bridged",
-		"-m", "comment", "--comment", bridgedComment, "-j", "ACCEPT",
+		"-i", f.bridgePrefix + "+", "-o", f.bridgePrefix + "+", "-m", "physdev", "--physdev-is-bridged",
+		"-m", "comment", "--comment", f.bridgedComment, "-j", "ACCEPT",
 	}}
 }
 
@@ -62,11 +64,12 @@ func WithFirewall(f *fw.Firewall) Option {
 	return func(m *Mode) { m.fw = f }
 }
 
-func vtepSet(f fw.Family) string {
-	if f == fw.IPv6 {
-		return vtepSet6
+// vtepSet is the known-VTEP ipset of family fam.
+func (f Flavour) vtepSet(fam fw.Family) string {
+	if fam == fw.IPv6 {
+		return f.set6
 	}
-	return vtepSet4
+	return f.set4
 }
 
 func familyOf(a netip.Addr) fw.Family {
@@ -76,12 +79,12 @@ func familyOf(a netip.Addr) fw.Family {
 	return fw.IPv6
 }
 
-// filterRule is the DROP rule for port in family f.
-func filterRule(f fw.Family, port uint16) fw.Rule {
+// filterRule is the DROP rule for port in family fam.
+func (f Flavour) filterRule(fam fw.Family, port uint16) fw.Rule {
 	return fw.Rule{Table: fw.Filter, Chain: "INPUT", Spec: []string{
 		"-p", "udp", "-m", "udp", "--dport", strconv.Itoa(int(port)),
-		"-m", "set", "!", "--match-set", vtepSet(f), "src",
-		"-m", "comment", "--comment", filterComment, "-j", "DROP",
+		"-m", "set", "!", "--match-set", f.vtepSet(fam), "src",
+		"-m", "comment", "--comment", f.filterComment, "-j", "DROP",
 	}}
 }
 
@@ -129,14 +132,15 @@ func (m *Mode) filterPortsInKernel(f fw.Family) (map[uint16]bool, error) {
 	if err != nil {
 		return nil, err
 	}
-	return filterPorts(rules), nil
+	return m.names.filterPorts(rules), nil
 }
 
-// filterPorts returns the ports of the known-VTEP rules among specs.
-func filterPorts(specs [][]string) map[uint16]bool {
+// filterPorts returns the ports of this flavour's known-VTEP rules among
+// specs.
+func (f Flavour) filterPorts(specs [][]string) map[uint16]bool {
 	out := map[uint16]bool{}
 	for _, spec := range specs {
-		if !slices.Contains(spec, filterComment) {
+		if !slices.Contains(spec, f.filterComment) {
 			continue
 		}
 		if i := slices.Index(spec, "--dport"); i >= 0 && i+1 < len(spec) {
@@ -173,7 +177,7 @@ func (m *Mode) syncFilter(fromKernel, prune bool) error {
 			}
 		}
 		if len(ports) > 0 {
-			if err := m.nl.EnsureSet(vtepSet(f), "hash:net", f == fw.IPv6); err != nil {
+			if err := m.nl.EnsureSet(m.names.vtepSet(f), "hash:net", f == fw.IPv6); err != nil {
 				errs = append(errs, err)
 				continue
 			}
@@ -183,18 +187,18 @@ func (m *Mode) syncFilter(fromKernel, prune bool) error {
 			}
 		}
 		if len(m.nets) > 0 {
-			if added, err := m.fw.EnsureInserted(f, bridgedRule()); err != nil {
+			if added, err := m.fw.EnsureInserted(f, m.names.bridgedRule()); err != nil {
 				errs = append(errs, err)
 			} else if added {
 				m.log.Info("accepting bridged traffic of vxlan networks", "family", f)
 			}
 		} else if prune {
-			errs = append(errs, m.fw.DeleteRule(f, bridgedRule()))
+			errs = append(errs, m.fw.DeleteRule(f, m.names.bridgedRule()))
 		}
 		applied := map[uint16]bool{}
 		for p := range ports {
 			if !have[p] {
-				if _, err := m.fw.EnsureInserted(f, filterRule(f, p)); err != nil {
+				if _, err := m.fw.EnsureInserted(f, m.names.filterRule(f, p)); err != nil {
 					errs = append(errs, err)
 					continue
 				}
@@ -205,7 +209,7 @@ func (m *Mode) syncFilter(fromKernel, prune bool) error {
 		if prune {
 			for p := range have {
 				if !ports[p] {
-					if err := m.fw.DeleteRule(f, filterRule(f, p)); err != nil {
+					if err := m.fw.DeleteRule(f, m.names.filterRule(f, p)); err != nil {
 						errs = append(errs, err)
 						applied[p] = true
 						continue
@@ -214,7 +218,7 @@ func (m *Mode) syncFilter(fromKernel, prune bool) error {
 				}
 			}
 			if len(applied) == 0 && (fromKernel || len(have) > 0) {
-				errs = append(errs, m.nl.DestroySet(vtepSet(f)))
+				errs = append(errs, m.nl.DestroySet(m.names.vtepSet(f)))
 			}
 		} else {
 			for p := range have {
@@ -263,7 +267,7 @@ func (m *Mode) wantedMembers(f fw.Family) map[netip.Addr]bool {
 
 // syncFamilyMembers makes family f's set hold exactly wantedMembers(f).
 func (m *Mode) syncFamilyMembers(f fw.Family) error {
-	set := vtepSet(f)
+	set := m.names.vtepSet(f)
 	have, err := m.nl.SetMembers(set)
 	if err != nil {
 		return err
@@ -305,22 +309,22 @@ func (m *Mode) checkFilter() (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if !slices.ContainsFunc(snap[fw.Filter]["FORWARD"], func(spec []string) bool { return slices.Contains(spec, bridgedComment) }) {
-			return fmt.Sprintf("rule missing: %s", bridgedRule()), nil
+		if !slices.ContainsFunc(snap[fw.Filter]["FORWARD"], func(spec []string) bool { return slices.Contains(spec, m.names.bridgedComment) }) {
+			return fmt.Sprintf("rule missing: %s", m.names.bridgedRule()), nil
 		}
 		ports := want[f]
 		if len(ports) == 0 {
 			continue
 		}
-		have := filterPorts(snap[fw.Filter]["INPUT"])
+		have := m.names.filterPorts(snap[fw.Filter]["INPUT"])
 		for p := range ports {
 			if !have[p] {
-				return fmt.Sprintf("known-VTEP filter: rule missing: %s", filterRule(f, p)), nil
+				return fmt.Sprintf("known-VTEP filter: rule missing: %s", m.names.filterRule(f, p)), nil
 			}
 		}
-		members, err := m.nl.SetMembers(vtepSet(f))
+		members, err := m.nl.SetMembers(m.names.vtepSet(f))
 		if errors.Is(err, nl.ErrSetNotFound) {
-			return fmt.Sprintf("known-VTEP filter: ipset %s missing", vtepSet(f)), nil
+			return fmt.Sprintf("known-VTEP filter: ipset %s missing", m.names.vtepSet(f)), nil
 		}
 		if err != nil {
 			return "", err
@@ -331,7 +335,7 @@ func (m *Mode) checkFilter() (string, error) {
 		}
 		for a := range m.wantedMembers(f) {
 			if !got[a] {
-				return fmt.Sprintf("known-VTEP filter: %s missing from ipset %s", a, vtepSet(f)), nil
+				return fmt.Sprintf("known-VTEP filter: %s missing from ipset %s", a, m.names.vtepSet(f)), nil
 			}
 		}
 	}

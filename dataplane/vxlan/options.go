@@ -23,6 +23,14 @@ func WithVTEP(addr netip.Addr) Option {
 	return func(m *Mode) { m.vtep = addr.Unmap() }
 }
 
+// WithFlavour sets the names this Mode gives what it makes and recognises as
+// its own (default Local): a global-scope weft passes Swarm, so that it and
+// a local-scope weft on the same node never touch each other's links, sets
+// or rules.
+func WithFlavour(f Flavour) Option {
+	return func(m *Mode) { m.names = f }
+}
+
 // WithChecksumOffload sets the checksum-offload setting (default
 // OffloadAuto); see Offload.
 func WithChecksumOffload(o Offload) Option {

@@ -135,17 +135,17 @@ func TestValidate(t *testing.T) {
 }
 
 func TestFilterRules(t *testing.T) {
-	r := filterRule(fw.IPv6, 4790)
+	r := Local().filterRule(fw.IPv6, 4790)
 	if got := r.String(); got != "-t filter -A INPUT -p udp -m udp --dport 4790 -m set ! --match-set weft-vteps6 src -m comment --comment \"weft-vxlan:known-vteps\" -j DROP" {
 		t.Errorf("filter rule: %s", got)
 	}
-	if got := bridgedRule().String(); got != "-t filter -A FORWARD -i wxb-+ -o wxb-+ -m physdev --physdev-is-bridged -m comment --comment \"weft-vxlan:bridged\" -j ACCEPT" {
+	if got := Local().bridgedRule().String(); got != "-t filter -A FORWARD -i wxb-+ -o wxb-+ -m physdev --physdev-is-bridged -m comment --comment \"weft-vxlan:bridged\" -j ACCEPT" {
 		t.Errorf("bridged rule: %s", got)
 	}
 	if _, ok := fw.TagOf(r.Spec); ok {
 		t.Error("the filter rule carries a weft: tag, which the bridge mode would sweep")
 	}
-	ports := filterPorts([][]string{filterRule(fw.IPv4, 4789).Spec, filterRule(fw.IPv4, 8472).Spec, {"-p", "udp", "--dport", "53", "-j", "DROP"}})
+	ports := Local().filterPorts([][]string{Local().filterRule(fw.IPv4, 4789).Spec, Local().filterRule(fw.IPv4, 8472).Spec, {"-p", "udp", "--dport", "53", "-j", "DROP"}})
 	if len(ports) != 2 || !ports[4789] || !ports[8472] {
 		t.Errorf("filterPorts = %v", ports)
 	}

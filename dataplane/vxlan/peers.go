@@ -390,11 +390,11 @@ func (m *Mode) syncPeers(vx netlink.Link, want map[macKey]Peer, k *kernelEntries
 // vxlanOf returns n's VXLAN link; a missing link gives an error wrapping
 // nl.ErrLinkNotFound, a link that is not weft's for n another error.
 func (m *Mode) vxlanOf(n dataplane.Network) (netlink.Link, error) {
-	vx, err := m.nl.LinkByName(LinkName(n.ID))
+	vx, err := m.nl.LinkByName(m.names.LinkName(n.ID))
 	if err != nil {
 		return nil, err
 	}
-	if vx.Type() != "vxlan" || !ownedBy(vx, n.ID) {
+	if vx.Type() != "vxlan" || !m.names.ownedBy(vx, n.ID) {
 		return nil, fmt.Errorf("the interface %q is not the VXLAN link weft made for network %s", vx.Attrs().Name, dataplane.ShortID(n.ID))
 	}
 	return vx, nil
@@ -433,7 +433,7 @@ func (m *Mode) SetPeers(ctx context.Context, networkID string, peers []Peer) err
 			return fmt.Errorf("network %s: %w", dataplane.ShortID(n.ID), err)
 		}
 		m.peers[n.ID] = want
-		m.log.Warn("VXLAN link missing; re-creating it", "network", dataplane.ShortID(n.ID), "vxlan", LinkName(n.ID))
+		m.log.Warn("VXLAN link missing; re-creating it", "network", dataplane.ShortID(n.ID), "vxlan", m.names.LinkName(n.ID))
 		return errors.Join(m.syncMembers(), m.ensureNetwork(n))
 	}
 	if err != nil {

@@ -23,7 +23,7 @@ func (m *Mode) reattach(br netlink.Link, host string) error {
 	if err != nil {
 		return err
 	}
-	if !ownedVeth(l) {
+	if !m.names.ownedVeth(l) {
 		return nil
 	}
 	if l.Attrs().MasterIndex != br.Attrs().Index {
@@ -75,7 +75,7 @@ func (m *Mode) Reconcile(ctx context.Context, nets []dataplane.Network, eps []da
 		if !listed[ep.NetworkID] || dataplane.CheckID(ep.ID) != nil {
 			continue // its veth, if any, is swept below
 		}
-		host, cont := VethNames(ep.ID)
+		host, cont := m.names.VethNames(ep.ID)
 		keepVeths[host], keepVeths[cont] = true, true
 		if _, ok := valid[ep.NetworkID]; ok {
 			if m.eps[ep.NetworkID] == nil {
@@ -84,6 +84,10 @@ func (m *Mode) Reconcile(ctx context.Context, nets []dataplane.Network, eps []da
 			m.eps[ep.NetworkID][ep.ID] = ep
 		}
 	}
+	// Links of an earlier global-scope weft under the local-scope names
+	// become this flavour's, before the sweep that would take them for
+	// another instance's.
+	errs = append(errs, m.adoptEarlier(listed))
 	// Stale links first: a VXLAN link of a deleted network may hold the
 	// VNI a listed network needs.
 	errs = append(errs, m.sweepLinks(listed, keepVeths))
@@ -96,6 +100,7 @@ func (m *Mode) Reconcile(ctx context.Context, nets []dataplane.Network, eps []da
 		}
 	}
 	errs = append(errs, m.syncFilter(true, true))
+	m.warnSharedPorts(valid)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("reconciling vxlan networks: %w", err)
 	}
@@ -123,7 +128,7 @@ func (m *Mode) sweepLinks(listed, keepVeths map[string]bool) error {
 	// Veths first, then the VXLAN links, then the bridges they are ports of.
 	for _, typ := range []string{"veth", "vxlan", "bridge"} {
 		for _, l := range links {
-			if l.Type() != typ || !stale(l, listed, keepVeths) {
+			if l.Type() != typ || !m.names.stale(l, listed, keepVeths) {
 				continue
 			}
 			m.log.Info("deleting weft link of no known network or endpoint", "link", l.Attrs().Name, "type", l.Type(), "alias", l.Attrs().Alias)
@@ -133,21 +138,23 @@ func (m *Mode) sweepLinks(listed, keepVeths map[string]bool) error {
 	return errors.Join(errs...)
 }
 
-// stale reports whether l is a link this mode made that nothing listed uses.
-func stale(l netlink.Link, listed, keepVeths map[string]bool) bool {
+// stale reports whether l is a link this flavour made that nothing listed
+// uses. Another flavour's links (another weft instance's) never are.
+func (f Flavour) stale(l netlink.Link, listed, keepVeths map[string]bool) bool {
 	a := l.Attrs()
 	switch l.Type() {
 	case "veth":
-		return ownedVeth(l) && !keepVeths[a.Name]
+		return f.ownedVeth(l) && !keepVeths[a.Name]
 	case "bridge", "vxlan":
-		want := BridgeName
-		if l.Type() == "vxlan" {
-			want = LinkName
+		isBridge := l.Type() == "bridge"
+		want := f.LinkName
+		if isBridge {
+			want = f.BridgeName
 		}
-		if id, ok := aliasNetwork(a.Alias); ok {
+		if id, ok := f.aliasNetwork(a.Alias); ok {
 			return !listed[id] || want(id) != a.Name
 		}
-		if a.Alias != "" || !netLinkName.MatchString(a.Name) || (l.Type() == "vxlan") != (a.Name[2] == 'v') {
+		if a.Alias != "" || !f.isNetLinkName(a.Name, isBridge) {
 			return false
 		}
 		// No alias: made by weft, which died before setting it.
@@ -193,21 +200,21 @@ func (m *Mode) Check(ctx context.Context) (string, error) {
 	}
 	for _, id := range sortedKeys(m.nets) {
 		short := dataplane.ShortID(id)
-		br, vx := byName[BridgeName(id)], byName[LinkName(id)]
+		br, vx := byName[m.names.BridgeName(id)], byName[m.names.LinkName(id)]
 		switch {
-		case br == nil || br.Type() != "bridge" || !ownedBy(br, id):
-			return fmt.Sprintf("network %s: bridge %s is missing", short, BridgeName(id)), nil
-		case vx == nil || vx.Type() != "vxlan" || !ownedBy(vx, id):
-			return fmt.Sprintf("network %s: VXLAN link %s is missing", short, LinkName(id)), nil
+		case br == nil || br.Type() != "bridge" || !m.names.ownedBy(br, id):
+			return fmt.Sprintf("network %s: bridge %s is missing", short, m.names.BridgeName(id)), nil
+		case vx == nil || vx.Type() != "vxlan" || !m.names.ownedBy(vx, id):
+			return fmt.Sprintf("network %s: VXLAN link %s is missing", short, m.names.LinkName(id)), nil
 		case vx.Attrs().MasterIndex != br.Attrs().Index:
-			return fmt.Sprintf("network %s: VXLAN link %s is not a port of bridge %s", short, LinkName(id), BridgeName(id)), nil
+			return fmt.Sprintf("network %s: VXLAN link %s is not a port of bridge %s", short, m.names.LinkName(id), m.names.BridgeName(id)), nil
 		case br.Attrs().Flags&net.FlagUp == 0 || vx.Attrs().Flags&net.FlagUp == 0:
-			return fmt.Sprintf("network %s: bridge %s or VXLAN link %s is down", short, BridgeName(id), LinkName(id)), nil
+			return fmt.Sprintf("network %s: bridge %s or VXLAN link %s is down", short, m.names.BridgeName(id), m.names.LinkName(id)), nil
 		}
 		for _, epID := range sortedKeys(m.eps[id]) {
-			host, _ := VethNames(epID)
-			if l := byName[host]; l != nil && ownedVeth(l) && l.Attrs().MasterIndex != br.Attrs().Index {
-				return fmt.Sprintf("network %s: endpoint veth %s is not a port of bridge %s", short, host, BridgeName(id)), nil
+			host, _ := m.names.VethNames(epID)
+			if l := byName[host]; l != nil && m.names.ownedVeth(l) && l.Attrs().MasterIndex != br.Attrs().Index {
+				return fmt.Sprintf("network %s: endpoint veth %s is not a port of bridge %s", short, host, m.names.BridgeName(id)), nil
 			}
 		}
 		want, ok := m.peers[id]
@@ -215,7 +222,7 @@ func (m *Mode) Check(ctx context.Context) (string, error) {
 			continue
 		}
 		if d := peerDiff(peersFrom(entries[vx.Attrs().Index]), wantedPeers(want)); d != "" {
-			return fmt.Sprintf("network %s, VXLAN link %s: %s", short, LinkName(id), d), nil
+			return fmt.Sprintf("network %s, VXLAN link %s: %s", short, m.names.LinkName(id), d), nil
 		}
 	}
 	return "", nil

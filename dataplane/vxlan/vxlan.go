@@ -64,6 +64,10 @@ type Mode struct {
 	// entries left as they are.
 	peers map[string]map[macKey]Peer
 
+	// names are this instance's kernel names, alias, sets and rule
+	// comments (WithFlavour; default Local).
+	names Flavour
+
 	// fw programs the known-VTEP filter (firewall.go); nil = no filter.
 	fw *fw.Firewall
 	// known are the VTEPs given to SetKnownVTEPs.
@@ -87,7 +91,7 @@ func New(h *nl.Handle, log *slog.Logger, opts ...Option) *Mode {
 		log = slog.New(slog.DiscardHandler)
 	}
 	m := &Mode{
-		nl: h, log: log.With("mode", string(dataplane.Vxlan)), offload: OffloadAuto, ns: netns.None(),
+		nl: h, log: log.With("mode", string(dataplane.Vxlan)), offload: OffloadAuto, ns: netns.None(), names: Local(),
 		release: kernelRelease(),
 		nets:    map[string]dataplane.Network{}, eps: map[string]map[string]dataplane.Endpoint{}, peers: map[string]map[macKey]Peer{},
 		known: map[netip.Addr]bool{}, filterPorts: map[fw.Family]map[uint16]bool{},
@@ -173,6 +177,9 @@ func (m *Mode) local() (netip.Addr, netlink.Link, error) {
 	return vtep, l, nil
 }
 
+// Flavour returns the names this Mode gives what it makes (WithFlavour).
+func (m *Mode) Flavour() Flavour { return m.names }
+
 // VTEP returns the VTEP address this Mode uses: the configured one, or
 // DefaultVTEP. The control plane publishes it as this host's.
 func (m *Mode) VTEP() (netip.Addr, error) {
@@ -190,10 +197,15 @@ func (m *Mode) CreateNetwork(ctx context.Context, n dataplane.Network) error {
 	if err := Validate(n); err != nil {
 		return err
 	}
+	_, existed := m.nets[n.ID]
+	if !existed {
+		if err := m.checkPortFree(n); err != nil {
+			return err
+		}
+	}
 	if err := m.ensureNetwork(n); err != nil {
 		return err
 	}
-	_, existed := m.nets[n.ID]
 	m.nets[n.ID] = n
 	if err := m.syncFilter(false, false); err != nil {
 		if !existed {
@@ -204,7 +216,7 @@ func (m *Mode) CreateNetwork(ctx context.Context, n dataplane.Network) error {
 		}
 		return err
 	}
-	m.log.Info("network ready", "network", dataplane.ShortID(n.ID), "bridge", BridgeName(n.ID), "vxlan", LinkName(n.ID), "vni", n.Vxlan.VNI, "port", portOf(n))
+	m.log.Info("network ready", "network", dataplane.ShortID(n.ID), "bridge", m.names.BridgeName(n.ID), "vxlan", m.names.LinkName(n.ID), "vni", n.Vxlan.VNI, "port", portOf(n))
 	return nil
 }
 
@@ -221,15 +233,15 @@ func (m *Mode) checkName(n dataplane.Network, name, typ string) error {
 	}
 	a := l.Attrs()
 	switch {
-	case a.Alias == ownerAlias(n.ID) && l.Type() == typ:
+	case a.Alias == m.names.ownerAlias(n.ID) && l.Type() == typ:
 		return nil
 	case a.Alias == "" && l.Type() == typ:
 		// Made by weft for n (the name derives from n's ID), which died
 		// before setting the alias.
 		m.log.Info("adopting link without owner alias", "network", dataplane.ShortID(n.ID), "link", name)
-		return m.nl.SetAlias(l, ownerAlias(n.ID))
+		return m.nl.SetAlias(l, m.names.ownerAlias(n.ID))
 	}
-	if other, ok := aliasNetwork(a.Alias); ok {
+	if other, ok := m.names.aliasNetwork(a.Alias); ok {
 		return fmt.Errorf("the interface name %q is already used by weft vxlan network %s (its ID starts like this one's); remove that network first", name, dataplane.ShortID(other))
 	}
 	return fmt.Errorf("a network interface named %q (%s) already exists on this host and was not created by weft for network %s; remove it",
@@ -251,7 +263,7 @@ func (m *Mode) ensureNetwork(n dataplane.Network) (err error) {
 	if err != nil {
 		return err
 	}
-	brName, vxName := BridgeName(n.ID), LinkName(n.ID)
+	brName, vxName := m.names.BridgeName(n.ID), m.names.LinkName(n.ID)
 	if err := m.checkName(n, brName, "bridge"); err != nil {
 		return err
 	}
@@ -265,7 +277,7 @@ func (m *Mode) ensureNetwork(n dataplane.Network) (err error) {
 			u.run(m.log)
 		}
 	}()
-	br, brCreated, err := m.nl.EnsureBridge(brName, mtu, ownerAlias(n.ID))
+	br, brCreated, err := m.nl.EnsureBridge(brName, mtu, m.names.ownerAlias(n.ID))
 	if err != nil {
 		return fmt.Errorf("bridge %q: %w", brName, err)
 	}
@@ -275,7 +287,7 @@ func (m *Mode) ensureNetwork(n dataplane.Network) (err error) {
 	}
 	spec := nl.Vxlan{
 		Name: vxName, VNI: n.Vxlan.VNI, Port: portOf(n), Local: vtep, Learning: false, Proxy: true,
-		MTU: mtu, MasterIndex: br.Attrs().Index, Alias: ownerAlias(n.ID),
+		MTU: mtu, MasterIndex: br.Attrs().Index, Alias: m.names.ownerAlias(n.ID),
 	}
 	vx, vxCreated, err := m.nl.EnsureVxlan(spec)
 	if errors.Is(err, nl.ErrLinkConflict) {
@@ -309,7 +321,7 @@ func (m *Mode) ensureNetwork(n dataplane.Network) (err error) {
 		return err
 	}
 	for _, ep := range m.eps[n.ID] {
-		host, _ := VethNames(ep.ID)
+		host, _ := m.names.VethNames(ep.ID)
 		if err := m.reattach(br, host); err != nil {
 			return err
 		}
@@ -344,7 +356,7 @@ func (m *Mode) explainVxlanError(n dataplane.Network, vtep netip.Addr, err error
 	case errors.Is(err, syscall.EADDRNOTAVAIL):
 		return fmt.Errorf("the VTEP address %s cannot be used as the VXLAN source address on this host: %w", vtep, err)
 	}
-	return fmt.Errorf("network %s: VXLAN link %q: %w", dataplane.ShortID(n.ID), LinkName(n.ID), err)
+	return fmt.Errorf("network %s: VXLAN link %q: %w", dataplane.ShortID(n.ID), m.names.LinkName(n.ID), err)
 }
 
 // vniHolder names the link that holds n's VNI on n's port, as far as this
@@ -357,8 +369,11 @@ func (m *Mode) vniHolder(n dataplane.Network) string {
 			if !ok || uint32(vx.VxlanId) != n.Vxlan.VNI || vx.Port != int(portOf(n)) {
 				continue
 			}
-			if other, ok := aliasNetwork(vx.Alias); ok {
+			if other, ok := m.names.aliasNetwork(vx.Alias); ok {
 				return fmt.Sprintf("weft vxlan network %s (interface %q)", dataplane.ShortID(other), vx.Name)
+			}
+			if o, other, ok := m.names.otherFlavourLink(vx); ok {
+				return fmt.Sprintf("the %s weft's vxlan network %s (interface %q)", o.instance, dataplane.ShortID(other), vx.Name)
 			}
 			return fmt.Sprintf("the VXLAN interface %q, which weft did not create", vx.Name)
 		}
@@ -389,13 +404,13 @@ func (m *Mode) DeleteNetwork(ctx context.Context, n dataplane.Network) error {
 // deleteLinks deletes n's VXLAN link and bridge if weft made them for n.
 func (m *Mode) deleteLinks(n dataplane.Network) error {
 	var errs []error
-	for _, name := range []string{LinkName(n.ID), BridgeName(n.ID)} {
+	for _, name := range []string{m.names.LinkName(n.ID), m.names.BridgeName(n.ID)} {
 		l, err := m.nl.LinkByName(name)
 		switch {
 		case errors.Is(err, nl.ErrLinkNotFound):
 		case err != nil:
 			errs = append(errs, err)
-		case ownedBy(l, n.ID):
+		case m.names.ownedBy(l, n.ID):
 			errs = append(errs, m.nl.DeleteLink(l))
 		default:
 			m.log.Warn("not deleting a link weft did not create for this network", "network", dataplane.ShortID(n.ID), "link", name, "alias", l.Attrs().Alias)
@@ -404,17 +419,17 @@ func (m *Mode) deleteLinks(n dataplane.Network) error {
 	return errors.Join(errs...)
 }
 
-// ownedBy reports whether l is a link this mode made for network id: its
+// ownedBy reports whether l is a link this flavour made for network id: its
 // alias names id, or it has none and id's name (a crash before the alias).
-func ownedBy(l netlink.Link, id string) bool {
+func (f Flavour) ownedBy(l netlink.Link, id string) bool {
 	a := l.Attrs()
 	switch l.Type() {
 	case "bridge":
-		return a.Alias == ownerAlias(id) || a.Alias == "" && a.Name == BridgeName(id)
+		return a.Alias == f.ownerAlias(id) || a.Alias == "" && a.Name == f.BridgeName(id)
 	case "vxlan":
-		return a.Alias == ownerAlias(id) || a.Alias == "" && a.Name == LinkName(id)
+		return a.Alias == f.ownerAlias(id) || a.Alias == "" && a.Name == f.LinkName(id)
 	case "veth":
-		return vethName.MatchString(a.Name) && (a.Alias == ownerAlias(id) || a.Alias == "")
+		return f.isVethName(a.Name) && (a.Alias == f.ownerAlias(id) || a.Alias == "")
 	}
 	return false
 }
@@ -438,7 +453,7 @@ func validateEndpoint(n dataplane.Network, ep dataplane.Endpoint) error {
 
 // bridgeOf returns n's bridge, refusing a missing or foreign one.
 func (m *Mode) bridgeOf(n dataplane.Network) (netlink.Link, error) {
-	name := BridgeName(n.ID)
+	name := m.names.BridgeName(n.ID)
 	br, err := m.nl.LinkByName(name)
 	if errors.Is(err, nl.ErrLinkNotFound) {
 		return nil, fmt.Errorf("the bridge %q of network %s is missing; restart the weft plugin to re-create it", name, dataplane.ShortID(n.ID))
@@ -446,7 +461,7 @@ func (m *Mode) bridgeOf(n dataplane.Network) (netlink.Link, error) {
 	if err != nil {
 		return nil, err
 	}
-	if br.Type() != "bridge" || !ownedBy(br, n.ID) {
+	if br.Type() != "bridge" || !m.names.ownedBy(br, n.ID) {
 		return nil, fmt.Errorf("the interface %q is not the bridge weft made for network %s; restart the weft plugin to repair it", name, dataplane.ShortID(n.ID))
 	}
 	return br, nil
@@ -465,10 +480,10 @@ func (m *Mode) CreateEndpoint(ctx context.Context, n dataplane.Network, ep datap
 	if err != nil {
 		return err
 	}
-	host, cont := VethNames(ep.ID)
+	host, cont := m.names.VethNames(ep.ID)
 	created, err := m.nl.EnsureVethPair(nl.VethPair{
 		Name: host, PeerName: cont, MTU: br.Attrs().MTU, PeerMAC: ep.MAC,
-		MasterIndex: br.Attrs().Index, Alias: ownerAlias(n.ID),
+		MasterIndex: br.Attrs().Index, Alias: m.names.ownerAlias(n.ID),
 	})
 	if err != nil {
 		return fmt.Errorf("endpoint %s: %w", dataplane.ShortID(ep.ID), err)
@@ -494,7 +509,7 @@ func (m *Mode) DeleteEndpoint(ctx context.Context, n dataplane.Network, ep datap
 		return fmt.Errorf("invalid endpoint ID %q", ep.ID)
 	}
 	delete(m.eps[n.ID], ep.ID)
-	host, cont := VethNames(ep.ID)
+	host, cont := m.names.VethNames(ep.ID)
 	for _, name := range []string{host, cont} {
 		l, err := m.nl.LinkByName(name)
 		if errors.Is(err, nl.ErrLinkNotFound) {
@@ -503,7 +518,7 @@ func (m *Mode) DeleteEndpoint(ctx context.Context, n dataplane.Network, ep datap
 		if err != nil {
 			return err
 		}
-		if !ownedVeth(l) {
+		if !m.names.ownedVeth(l) {
 			m.log.Warn("not deleting a link weft did not create", "endpoint", dataplane.ShortID(ep.ID), "link", name, "type", l.Type())
 			continue
 		}
@@ -516,12 +531,12 @@ func (m *Mode) DeleteEndpoint(ctx context.Context, n dataplane.Network, ep datap
 	return nil
 }
 
-// ownedVeth reports whether l is a veth this mode made: its name, and its
+// ownedVeth reports whether l is a veth this flavour made: its name, and its
 // alias or none (a crash before the alias was set).
-func ownedVeth(l netlink.Link) bool {
+func (f Flavour) ownedVeth(l netlink.Link) bool {
 	a := l.Attrs()
-	_, ours := aliasNetwork(a.Alias)
-	return l.Type() == "veth" && vethName.MatchString(a.Name) && (ours || a.Alias == "")
+	_, ours := f.aliasNetwork(a.Alias)
+	return l.Type() == "veth" && f.isVethName(a.Name) && (ours || a.Alias == "")
 }
 
 // Join hands Docker the container end. There is no gateway on a vxlan
@@ -534,7 +549,7 @@ func (m *Mode) Join(ctx context.Context, n dataplane.Network, ep dataplane.Endpo
 	if err := validateEndpoint(n, ep); err != nil {
 		return dataplane.JoinInfo{}, err
 	}
-	_, cont := VethNames(ep.ID)
+	_, cont := m.names.VethNames(ep.ID)
 	if _, err := m.nl.LinkByName(cont); err != nil {
 		if errors.Is(err, nl.ErrLinkNotFound) {
 			return dataplane.JoinInfo{}, fmt.Errorf("the interface %q of endpoint %s is missing; disconnect the container from the network and connect it again", cont, dataplane.ShortID(ep.ID))
@@ -555,7 +570,7 @@ func (m *Mode) Leave(ctx context.Context, n dataplane.Network, ep dataplane.Endp
 func (m *Mode) EndpointState(_ context.Context, _ dataplane.Network, ep dataplane.Endpoint) (dataplane.EndpointState, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	host, cont := VethNames(ep.ID)
+	host, cont := m.names.VethNames(ep.ID)
 	for i, name := range []string{host, cont} {
 		_, err := m.nl.LinkByName(name)
 		switch {

@@ -50,7 +50,7 @@ func TestNetnsCreateDelete(t *testing.T) {
 	if !ok {
 		t.Fatalf("%s is not a VXLAN link", LinkName(idA))
 	}
-	if br.Type() != "bridge" || br.Attrs().Alias != AliasPrefix+idA || br.Attrs().Flags&net.FlagUp == 0 || br.Attrs().MTU != 1450 {
+	if br.Type() != "bridge" || br.Attrs().Alias != dataplane.VxlanAliasPrefix+idA || br.Attrs().Flags&net.FlagUp == 0 || br.Attrs().MTU != 1450 {
 		t.Errorf("bridge: type %s alias %q up %v MTU %d", br.Type(), br.Attrs().Alias, br.Attrs().Flags&net.FlagUp != 0, br.Attrs().MTU)
 	}
 	switch {
@@ -58,7 +58,7 @@ func TestNetnsCreateDelete(t *testing.T) {
 		t.Errorf("VXLAN link: VNI %d port %d local %s", vx.VxlanId, vx.Port, vx.SrcAddr)
 	case vx.Learning, !vx.Proxy, vx.L2miss, vx.L3miss, vx.Group != nil && !vx.Group.IsUnspecified():
 		t.Errorf("VXLAN link: learning %v proxy %v l2miss %v l3miss %v group %v", vx.Learning, vx.Proxy, vx.L2miss, vx.L3miss, vx.Group)
-	case vx.MasterIndex != br.Attrs().Index, vx.Flags&net.FlagUp == 0, vx.MTU != 1450, vx.Alias != AliasPrefix+idA:
+	case vx.MasterIndex != br.Attrs().Index, vx.Flags&net.FlagUp == 0, vx.MTU != 1450, vx.Alias != dataplane.VxlanAliasPrefix+idA:
 		t.Errorf("VXLAN link: master %d (bridge %d) up %v MTU %d alias %q", vx.MasterIndex, br.Attrs().Index, vx.Flags&net.FlagUp != 0, vx.MTU, vx.Alias)
 	}
 	pi, err := h.raw.LinkGetProtinfo(vx)

@@ -32,11 +32,35 @@ const (
 )
 
 var (
-	weftAliasPrefixes = []string{weftAliasPrefix, dataplane.VxlanAliasPrefix}
+	weftAliasPrefixes = append([]string{weftAliasPrefix}, vxAliasPrefixes...)
 	// Veths of the bridge mode (wh/wc), and the vxlan mode's bridges,
-	// VXLAN links and veths (wxb-, wxv-, wxh, wxc).
-	weftVethPrefixes = []string{"wh", "wc", "wxb-", "wxv-", "wxh", "wxc"}
+	// VXLAN links and veths.
+	weftVethPrefixes = append([]string{"wh", "wc"}, vxLinkPrefixes...)
+	// The vxlan mode's link names and aliases, of a local-scope weft (wxb-,
+	// wxv-, wxh, wxc; weft-vxlan:) and of a global-scope one (wsb-, wsv-,
+	// wsh, wsc; weft-swarm:): dataplane/vxlan's Local and Swarm flavours.
+	vxLinkPrefixes  = []string{"wxb-", "wxv-", "wxh", "wxc", "wsb-", "wsv-", "wsh", "wsc"}
+	vxAliasPrefixes = []string{dataplane.VxlanAliasPrefix, dataplane.SwarmVxlanAliasPrefix}
+	// vxRuleMarks are in every vxlan-mode rule: its comment tags and its
+	// bridges' name prefixes.
+	vxRuleMarks = []string{"weft-vxlan:", "weft-swarm:", "wxb-", "wsb-"}
 )
+
+// isVxlanLink reports whether a link is one of either weft's vxlan mode, by
+// name or alias.
+func isVxlanLink(name, alias string) bool {
+	for _, p := range vxLinkPrefixes {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	for _, p := range vxAliasPrefixes {
+		if strings.HasPrefix(alias, p) {
+			return true
+		}
+	}
+	return false
+}
 
 // link is one row of `ip -d -j link show`.
 type link struct {
@@ -153,8 +177,8 @@ func (h *Host) firewall() ([]fwRule, error) {
 }
 
 var (
-	weftIfaceRE   = regexp.MustCompile(`(^|\s)-[io] (weft-|wh|wc|wxb-)\S*`)
-	weftCommentRE = regexp.MustCompile(`--comment "?weft(:|-vxlan:)`)
+	weftIfaceRE   = regexp.MustCompile(`(^|\s)-[io] (weft-|wh|wc|wxb-|wsb-)\S*`)
+	weftCommentRE = regexp.MustCompile(`--comment "?weft(:|-vxlan:|-swarm:)`)
 )
 
 // isWeft reports whether a rule or chain is weft's: it is in (or declares) a
@@ -259,13 +283,13 @@ func (h *Host) AssertNothingNew(t testing.TB, before snapshot, what string) {
 // "No weft rule" then means, for iptables and ip6tables, every table: no
 // chain named WEFT-* (not even empty), no rule that jumps to one (the base
 // jumps from FORWARD and POSTROUTING go too), no rule with a "weft:" comment
-// or "weft-vxlan:" tag, and no rule matching a weft link (-i/-o weft-*, wh*,
-// wc*, wxb-*). This is
+// or "weft-vxlan:" or "weft-swarm:" tag, and no rule matching a weft link
+// (-i/-o weft-*, wh*, wc*, wxb-*, wsb-*). This is
 // dataplane/bridge's documented behaviour: when the last weft network is
 // deleted, the WEFT-* chains and the base jumps are removed, so a host with
 // no weft network carries no weft rule. "No weft link" means no link whose
-// name starts with weft-, wh, wc, wxb-, wxv-, wxh or wxc, and none whose
-// alias starts with weft: or weft-vxlan:.
+// name starts with weft-, wh, wc or one of vxLinkPrefixes, and none whose
+// alias starts with weft:, weft-vxlan: or weft-swarm:.
 // And weft itself holds nothing: no network, endpoint, pool or unclaimed
 // reservation, and no record in any store bucket.
 func (h *Host) AssertClean(t testing.TB) {

@@ -446,7 +446,7 @@ func TestSwarmGlobalService(t *testing.T) {
 				return err
 			}
 			for _, l := range ls {
-				if strings.HasPrefix(l.Name, "wxv-") || strings.HasPrefix(l.Name, "wxb-") || strings.HasPrefix(l.Alias, "weft-vxlan:") {
+				if isVxlanLink(l.Name, l.Alias) {
 					left = append(left, h.Name+": "+l.String())
 				}
 			}

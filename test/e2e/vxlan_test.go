@@ -17,6 +17,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	weftvxlan "github.com/weftnet/weft/dataplane/vxlan"
 	"github.com/weftnet/weft/store/etcd/etcdtest"
 	"github.com/weftnet/weft/test/testhost"
 )
@@ -972,15 +973,20 @@ func vxContainerMTU(t testing.TB, e vxEP) int {
 	return vxContainerIface(t, e.h, e.ctr, e.ip).MTU
 }
 
-// vxLinkName is the VXLAN link of network net on h ("wxv-" and 10
-// characters of the network's ID on that host: each dockerd has its own).
+// vxLinkName is the VXLAN link and bridge of network net on h: "wxv-"/"wxb-"
+// and 10 characters of the network's ID on that host (each dockerd has its
+// own), or, for a swarm network (a global-scope weft's), "wsv-"/"wsb-".
 func vxLinkName(t testing.TB, h *Host, net string) (vxlan, bridge string) {
 	t.Helper()
-	id := h.Docker(t, "network", "inspect", "-f", "{{.Id}}", net)
+	id, scope, _ := strings.Cut(h.Docker(t, "network", "inspect", "-f", "{{.Id}} {{.Scope}}", net), " ")
 	if len(id) < 10 {
 		t.Fatalf("host %s: network %s has ID %q", h.Name, net, id)
 	}
-	return "wxv-" + id[:10], "wxb-" + id[:10]
+	names := weftvxlan.Local()
+	if scope == "swarm" {
+		names = weftvxlan.Swarm()
+	}
+	return names.LinkName(id), names.BridgeName(id)
 }
 
 // vxLinks returns network net's VXLAN link and bridge on h.
@@ -1253,11 +1259,12 @@ func vxSetMembers(t testing.TB, h *Host) []string {
 	return m
 }
 
-// vxObjects is every kernel object of weft's vxlan mode on h
-// (dataplane/vxlan): links named wxb-*, wxv-*, wxh*, wxc* or aliased
-// weft-vxlan:*, firewall rules tagged weft-vxlan: or matching a wxb-
-// bridge, and the known-VTEP ipsets weft-vteps4/6. The harness's generic
-// check (Host.AssertClean) knows none of them.
+// vxObjects is every kernel object of either weft's vxlan mode on h
+// (dataplane/vxlan, local-scope and global-scope flavours): links named or
+// aliased as isVxlanLink knows, firewall rules tagged weft-vxlan: or
+// weft-swarm: or matching one of their bridges, and the known-VTEP ipsets
+// (weft-vteps4/6, weft-swarm-vteps4/6). The harness's generic check
+// (Host.AssertClean) knows none of them.
 func vxObjects(h *Host) ([]string, error) {
 	ls, err := hostLinks(h)
 	if err != nil {
@@ -1265,8 +1272,7 @@ func vxObjects(h *Host) ([]string, error) {
 	}
 	var out []string
 	for _, l := range ls {
-		if strings.HasPrefix(l.Name, "wxb-") || strings.HasPrefix(l.Name, "wxv-") ||
-			strings.HasPrefix(l.Name, "wxh") || strings.HasPrefix(l.Name, "wxc") || strings.HasPrefix(l.Alias, "weft-vxlan:") {
+		if isVxlanLink(l.Name, l.Alias) {
 			out = append(out, l.String())
 		}
 	}
@@ -1275,7 +1281,7 @@ func vxObjects(h *Host) ([]string, error) {
 		return nil, err
 	}
 	for _, r := range fw {
-		if strings.Contains(r.Spec, "weft-vxlan:") || strings.Contains(r.Spec, "wxb-") {
+		if slices.ContainsFunc(vxRuleMarks, func(m string) bool { return strings.Contains(r.Spec, m) }) {
 			out = append(out, "rule "+r.String())
 		}
 	}
