@@ -14,6 +14,7 @@ import (
 	"github.com/weftnet/weft/dataplane"
 	"github.com/weftnet/weft/dataplane/vxlan"
 	"github.com/weftnet/weft/plugin"
+	"github.com/weftnet/weft/status"
 )
 
 // The vxlan checks: the peers' neighbour and forwarding entries against the
@@ -109,10 +110,11 @@ func checkVxlanEntries(ctx context.Context, env Env, st plugin.Settings, s *plug
 // address, read from the links (invalid when none exists).
 func vxlanDiffs(ctx context.Context, env Env, st plugin.Settings, s *plugin.Status, nets []plugin.NetworkStatus, load *vxlanLoad) (diffs []string, local netip.Addr, err error) {
 	have := map[string][]dataplane.Peer{}
+	vx := status.VxlanFlavour(s)
 	for _, n := range nets {
-		l, peers, found, err := env.VxlanLink(vxlan.LinkName(n.ID))
+		l, peers, found, err := env.VxlanLink(vx.LinkName(n.ID))
 		if err != nil {
-			return nil, local, fmt.Errorf("reading the entries of VXLAN link %s: %w", vxlan.LinkName(n.ID), err)
+			return nil, local, fmt.Errorf("reading the entries of VXLAN link %s: %w", vx.LinkName(n.ID), err)
 		}
 		if found {
 			have[n.ID] = peers
@@ -156,7 +158,7 @@ func vxlanDiffs(ctx context.Context, env Env, st plugin.Settings, s *plugin.Stat
 			continue // the links check names the missing link
 		}
 		if d := vxlan.DiffPeers(peers, w); d != "" {
-			diffs = append(diffs, fmt.Sprintf("network %s (VXLAN link %s, vni %d): %s", dataplane.ShortID(n.ID), vxlan.LinkName(n.ID), n.VNI, d))
+			diffs = append(diffs, fmt.Sprintf("network %s (VXLAN link %s, vni %d): %s", dataplane.ShortID(n.ID), vx.LinkName(n.ID), n.VNI, d))
 		}
 	}
 	return diffs, local, nil

@@ -50,6 +50,10 @@ const (
 	// bucketHost (host-local) holds this host's identity (hostIDKey).
 	bucketHost = "host"
 	hostIDKey  = "id"
+	// scopeKey holds the scope the weft that owns the state file runs with,
+	// for weft status and doctor reading the file while it is stopped (a
+	// global-scope weft's links have names of their own).
+	scopeKey = "scope"
 )
 
 // clusterTimeout bounds the store round trips of one request: a request
@@ -221,6 +225,13 @@ func (d *Driver) clusterErr(what string, err error) error {
 // loadHostIDLocked reads this host's identity, making one at first start.
 // Cluster records name their owner with it.
 func (d *Driver) loadHostIDLocked(ctx context.Context) error {
+	if scope, _, err := d.deps.Store.Get(ctx, bucketHost, scopeKey); err != nil {
+		return err
+	} else if string(scope) != d.scope {
+		if err := d.save(ctx, store.Put(bucketHost, scopeKey, []byte(d.scope))); err != nil {
+			return err
+		}
+	}
 	raw, ok, err := d.deps.Store.Get(ctx, bucketHost, hostIDKey)
 	if err != nil {
 		return err

@@ -109,7 +109,10 @@ type Status struct {
 	// from the state file): the reference for PeerStatus.LastSeen.
 	At time.Time `json:"at,omitzero"`
 	// HostID is this host's identity in the cluster store.
-	HostID    string           `json:"host_id,omitempty"`
+	HostID string `json:"host_id,omitempty"`
+	// Scope is the weft's WEFT_SCOPE (ScopeLocal or ScopeGlobal); empty in
+	// a state file of a weft from before it was kept (local).
+	Scope     string           `json:"scope,omitempty"`
 	Networks  []NetworkStatus  `json:"networks"`
 	Endpoints []EndpointStatus `json:"endpoints"`
 	Pools     []PoolStatus     `json:"pools"`
@@ -241,6 +244,7 @@ func (d *Driver) Status(ctx context.Context) (*Status, error) {
 		return d.cl.foreign[addressKey(poolID, a)]
 	})
 	s.HostID = d.cl.hostID
+	s.Scope = d.scope
 	s.At = time.Now()
 	s.Reservations = d.reservationCountLocked()
 	if d.deps.Cluster != nil {
@@ -318,6 +322,9 @@ func StatusFromStore(ctx context.Context, st store.Store) (*Status, error) {
 	s := buildStatus(SourceStateFile, nets, eps, pools, held, func(string, netip.Addr) bool { return false })
 	if raw, ok, err := st.Get(ctx, bucketHost, hostIDKey); err == nil && ok {
 		s.HostID = string(raw)
+	}
+	if raw, ok, err := st.Get(ctx, bucketHost, scopeKey); err == nil && ok && (string(raw) == ScopeLocal || string(raw) == ScopeGlobal) {
+		s.Scope = string(raw)
 	}
 	return s, nil
 }

@@ -20,6 +20,7 @@ import (
 // link of each endpoint. The plugin does not know them (it never imports
 // the modes); the names follow from the IDs and options alone.
 func AddLinkNames(s *plugin.Status) {
+	vx := VxlanFlavour(s)
 	mode := map[string]plugin.NetworkStatus{}
 	for i, n := range s.Networks {
 		switch dataplane.ModeName(n.Mode) {
@@ -28,7 +29,7 @@ func AddLinkNames(s *plugin.Status) {
 		case dataplane.Macvlan:
 			s.Networks[i].Links = []string{macvlanParent(n)}
 		case dataplane.Vxlan:
-			s.Networks[i].Links = []string{vxlan.BridgeName(n.ID), vxlan.LinkName(n.ID)}
+			s.Networks[i].Links = []string{vx.BridgeName(n.ID), vx.LinkName(n.ID)}
 		}
 		mode[n.ID] = s.Networks[i]
 	}
@@ -42,9 +43,18 @@ func AddLinkNames(s *plugin.Status) {
 			// stays on the host is its parent.
 			s.Endpoints[i].HostLink = macvlanParent(n)
 		case dataplane.Vxlan:
-			s.Endpoints[i].HostLink, _ = vxlan.VethNames(e.ID)
+			s.Endpoints[i].HostLink, _ = vx.VethNames(e.ID)
 		}
 	}
+}
+
+// VxlanFlavour is the names of s's weft's vxlan links: a global-scope
+// weft's are its own (dataplane/vxlan.Swarm).
+func VxlanFlavour(s *plugin.Status) vxlan.Flavour {
+	if s.Scope == plugin.ScopeGlobal {
+		return vxlan.Swarm()
+	}
+	return vxlan.Local()
 }
 
 // macvlanParent is the link a macvlan network's endpoints hang off: its

@@ -63,13 +63,17 @@ const (
 	mhLANPort = "mhu0" // each host's underlay link (its NIC)
 	mhVxNet   = "mhvx"
 	mhVxSub   = "10.211.0.0/24"
-	mhOvNet   = "mhov"
-	mhOvSub   = "10.212.0.0/24"
-	mhOvSvc   = "mhov-task"
-	mhSwNet   = "mhsw"
-	mhSwSub   = "10.213.0.0/24"
-	mhSwSvc   = "mhsw-task"
-	etcdBin   = "/usr/bin/etcd"
+	// mhVxPort is the local-scope weft's VXLAN port: the swarm install's
+	// network on the same hosts has 4789, and two wefts on one host never
+	// share a port (docs/swarm.md).
+	mhVxPort = "4790"
+	mhOvNet  = "mhov"
+	mhOvSub  = "10.212.0.0/24"
+	mhOvSvc  = "mhov-task"
+	mhSwNet  = "mhsw"
+	mhSwSub  = "10.213.0.0/24"
+	mhSwSvc  = "mhsw-task"
+	etcdBin  = "/usr/bin/etcd"
 	// mhPlugin is the managed plugin's name:tag on both hosts (the swarm
 	// network's driver).
 	mhPlugin = "weft-bench/weft-swarm:latest"
@@ -367,13 +371,13 @@ func weftVxlanTarget(hosts [2]*dockerHost) (target, func() error, error) {
 		return errors.Join(errs...)
 	}
 	for _, h := range hosts {
-		if _, err := h.D("network", "create", "-d", "weft", "--ipam-driver", "weft", "-o", "mode=vxlan", "--subnet", mhVxSub, mhVxNet); err != nil {
+		if _, err := h.D("network", "create", "-d", "weft", "--ipam-driver", "weft", "-o", "mode=vxlan", "-o", "vxlan_port="+mhVxPort, "--subnet", mhVxSub, mhVxNet); err != nil {
 			return target{name: mhWeft}, rmNet, err
 		}
 		made = append(made, h)
 	}
 	t, td, err := crossPair(hosts, mhWeft, mhVxNet,
-		"a container on each host on one weft vxlan network (`-d weft -o mode=vxlan`), the wefts sharing one etcd")
+		"a container on each host on one weft vxlan network (`-d weft -o mode=vxlan -o vxlan_port="+mhVxPort+"`), the wefts sharing one etcd")
 	return t, func() error { return errors.Join(td(), rmNet()) }, err
 }
 
