@@ -201,7 +201,12 @@ func TestSwarmNodeThatLeftIsDropped(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Both ways, as dockerd does: a join sent before the other weft
+	// listens fails, and the other's join then connects them.
 	if err := discover(w1, "127.0.0.3", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := discover(w2, "127.0.0.2", false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := w2.d.CreateEndpoint(ctx, epReq(swarmNet1, swarmEP(2), "10.0.9.3/24", "")); err != nil {
