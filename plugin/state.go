@@ -50,7 +50,7 @@ type PoolUse struct {
 
 // stateBuckets are every bucket the driver writes.
 func stateBuckets() []string {
-	return []string{bucketNetworks, bucketEndpoints, bucketPools, bucketAddresses, bucketPorts, bucketClusterPending, bucketSwarmNets, bucketGossipSeeds}
+	return []string{bucketNetworks, bucketEndpoints, bucketPools, bucketAddresses, bucketPorts, bucketClusterPending, bucketSwarmNets, bucketGossipSeeds, bucketGossipLeft}
 }
 
 // State answers StatePath.

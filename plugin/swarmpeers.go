@@ -30,6 +30,12 @@ import (
 // restarts must still find the swarm.
 const bucketGossipSeeds = "gossip-seeds"
 
+// bucketGossipLeft (host-local) keeps the addresses of the nodes dockerd
+// said left the swarm (DiscoverDelete) until it says they are back
+// (DiscoverNew): their wefts may still gossip — `docker swarm leave` leaves
+// the plugin running — and a restarted weft must still keep them out.
+const bucketGossipLeft = "gossip-left"
+
 // gossipResync is how often the gossip worker publishes and programs
 // everything again, whether or not anything told it of a change.
 const gossipResync = 30 * time.Second
@@ -167,6 +173,15 @@ func (d *Driver) gossipRun(ctx context.Context) {
 	}()
 	d.gossip.set(g, nil)
 	d.log.Info("weft's gossip started", "addr", g.Addr(), "node", d.cl.hostID)
+	if left, err := d.deps.Store.List(ctx, bucketGossipLeft); err != nil {
+		d.log.Warn("reading the nodes that left the swarm", "err", err)
+	} else {
+		for a := range left {
+			if addr, err := netip.ParseAddr(a); err == nil {
+				g.Evict(addr)
+			}
+		}
+	}
 	go d.joinSeeds(ctx, g)
 	d.publishGossip(g)
 	d.programGossip(ctx, g)
@@ -275,10 +290,26 @@ func (d *Driver) DiscoverNew(ctx context.Context, req *network.DiscoveryNotifica
 	if err != nil || !ok || !d.usesGossip() {
 		return err
 	}
+	// Announced again: no longer one that left.
+	d.mu.Lock()
+	err = d.save(ctx, store.Delete(bucketGossipLeft, addr.String()))
+	d.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if g, _ := d.gossip.status(); g != nil {
+		g.Admit(addr)
+	}
 	return d.addGossipSeeds(ctx, []netip.Addr{addr})
 }
 
-// DiscoverDelete forgets a node that left the swarm.
+// DiscoverDelete forgets a node that left the swarm, and keeps it out of
+// the gossip's peers: its weft may go on gossiping (`docker swarm leave`
+// does not stop the plugin), but after the grace period its endpoints leave
+// this node's tables and its VTEP the known-VTEP filter, until dockerd
+// announces it again (DiscoverNew). The node is matched by the address
+// dockerd gives (its swarm advertise address) against the address its weft
+// gossips from and its VTEP.
 func (d *Driver) DiscoverDelete(ctx context.Context, req *network.DiscoveryNotification) error {
 	if err := d.wait(ctx); err != nil {
 		return err
@@ -288,8 +319,15 @@ func (d *Driver) DiscoverDelete(ctx context.Context, req *network.DiscoveryNotif
 		return err
 	}
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.save(ctx, store.Delete(bucketGossipSeeds, addr.String()))
+	err = d.save(ctx, store.Delete(bucketGossipSeeds, addr.String()), store.Put(bucketGossipLeft, addr.String(), []byte("{}")))
+	d.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if g, _ := d.gossip.status(); g != nil {
+		g.Evict(addr)
+	}
+	return nil
 }
 
 // nodeDiscovery is discoverapi.NodeDiscovery, the only discovery type

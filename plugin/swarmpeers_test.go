@@ -183,6 +183,75 @@ func TestSwarmNodesShareEndpointsByGossip(t *testing.T) {
 	t.Logf("w2's endpoint left w1's peers %s after w2 stopped (grace %s)", time.Since(stopped).Round(time.Millisecond), ttl)
 }
 
+// TestSwarmNodeThatLeftIsDropped: a node dockerd says left the swarm
+// (DiscoverDelete) — whose weft still gossips, as after `docker swarm
+// leave` — loses its endpoints and its known VTEP on the other node after
+// the grace period, and has them back when dockerd announces it again.
+func TestSwarmNodeThatLeftIsDropped(t *testing.T) {
+	ctx := context.Background()
+	const ttl = 2 * time.Second
+	port := gossipPort(t, 2)
+	w1, w2 := startSwarmNode(t, 0, port, ttl), startSwarmNode(t, 1, port, ttl)
+	alloc, err := w1.d.AllocateNetwork(ctx, allocReq(swarmNet1, nil, "10.0.9.0/24"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []*vxHost{w1, w2} {
+		if err := swarmCreate(h, swarmNet1, alloc.Options, "10.0.9.0/24"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Both ways, as dockerd does: a join sent before the other weft
+	// listens fails, and the other's join then connects them.
+	if err := discover(w1, "127.0.0.3", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := discover(w2, "127.0.0.2", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w2.d.CreateEndpoint(ctx, epReq(swarmNet1, swarmEP(2), "10.0.9.3/24", "")); err != nil {
+		t.Fatal(err)
+	}
+	awaitPeers(t, w1, swarmNet1, []string{"10.0.9.3@192.0.2.2"}, 15*time.Second)
+	left := func(h *vxHost) []string {
+		recs, _ := h.d.deps.Store.List(ctx, bucketGossipLeft)
+		var out []string
+		for a := range recs {
+			out = append(out, a)
+		}
+		return out
+	}
+
+	del := &network.DiscoveryNotification{DiscoveryType: 1, DiscoveryData: map[string]any{"Address": "127.0.0.3", "Self": false}}
+	if err := w1.d.DiscoverDelete(ctx, del); err != nil {
+		t.Fatal(err)
+	}
+	deleted := time.Now()
+	if got := left(w1); !slices.Equal(got, []string{"127.0.0.3"}) {
+		t.Errorf("w1 keeps %v as the nodes that left; want [127.0.0.3]", got)
+	}
+	time.Sleep(ttl / 2)
+	if got := w1.m.peerIPs(swarmNet1); len(got) != 1 {
+		t.Errorf("w2's endpoint left w1 %s after DiscoverDelete; it must stay for the grace period (%s): %v", time.Since(deleted).Round(time.Millisecond), ttl, got)
+	}
+	awaitPeers(t, w1, swarmNet1, nil, ttl+10*time.Second)
+	if got := w1.m.knownVTEPs(); len(got) != 0 {
+		t.Errorf("w1 still lets %v through its VXLAN filter after w2 left the swarm", got)
+	}
+	t.Logf("w2's endpoint and VTEP left w1 %s after DiscoverDelete (grace %s), w2's weft still gossiping", time.Since(deleted).Round(time.Millisecond), ttl)
+
+	if err := discover(w1, "127.0.0.3", false); err != nil {
+		t.Fatal(err)
+	}
+	awaitPeers(t, w1, swarmNet1, []string{"10.0.9.3@192.0.2.2"}, 15*time.Second)
+	if got := w1.m.knownVTEPs(); !slices.Equal(got, []string{"192.0.2.2"}) {
+		t.Errorf("known VTEPs %v after w2 was announced again; want [192.0.2.2]", got)
+	}
+	if got := left(w1); len(got) != 0 {
+		t.Errorf("w1 still keeps %v as nodes that left after DiscoverNew", got)
+	}
+}
+
 func (f *fakeVxlan) SetKnownVTEPs(_ context.Context, vteps []netip.Addr) error {
 	f.pmu.Lock()
 	defer f.pmu.Unlock()

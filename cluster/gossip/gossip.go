@@ -167,6 +167,13 @@ type Gossip struct {
 	heard    map[string]time.Time  // when each node's record last arrived
 	departed map[string]time.Time  // nodes memberlist saw leave or fail
 	members  map[string]netip.Addr // nodes memberlist counts as members
+	// evicted are the addresses of nodes the swarm says left (Evict),
+	// with when: a node at one of them counts as departed since then,
+	// whatever memberlist says.
+	evicted map[netip.Addr]time.Time
+	// expired are the evicted addresses whose grace period is over and
+	// that OnChange was called for.
+	expired map[netip.Addr]bool
 
 	send    chan struct{} // own record changed: send it to everyone
 	changed chan struct{} // the peers changed: call OnChange
@@ -206,6 +213,8 @@ func Start(cfg Config) (*Gossip, error) {
 		heard:    map[string]time.Time{},
 		departed: map[string]time.Time{},
 		members:  map[string]netip.Addr{},
+		evicted:  map[netip.Addr]time.Time{},
+		expired:  map[netip.Addr]bool{},
 		send:     make(chan struct{}, 1),
 		changed:  make(chan struct{}, 1),
 		stop:     make(chan struct{}),
@@ -348,6 +357,40 @@ func (g *Gossip) Members() []Member {
 	return out
 }
 
+// Evict makes the node at addr — the address it gossips from, or its VTEP
+// — count as departed from now on, even while its weft still answers: the
+// swarm says that node left (DiscoverDelete), and a node that left the
+// swarm must not keep its endpoints in the others' tables nor its VTEP
+// through their known-VTEP filter. Its record stays for the grace period,
+// like any departed node's, then leaves Peers until Admit(addr).
+func (g *Gossip) Evict(addr netip.Addr) {
+	addr = addr.Unmap()
+	g.mu.Lock()
+	if _, ok := g.evicted[addr]; !ok {
+		g.evicted[addr] = time.Now()
+		delete(g.expired, addr)
+	}
+	g.mu.Unlock()
+	g.log.Info("gossip: the swarm says a node left; its endpoints stay for the grace period", "addr", addr, "grace", g.cfg.Grace)
+}
+
+// Admit undoes Evict: the node at addr is in the swarm (again).
+func (g *Gossip) Admit(addr netip.Addr) {
+	addr = addr.Unmap()
+	g.mu.Lock()
+	_, was := g.evicted[addr]
+	gone := g.expired[addr]
+	delete(g.evicted, addr)
+	delete(g.expired, addr)
+	g.mu.Unlock()
+	if was {
+		g.log.Info("gossip: the swarm says a node is back", "addr", addr)
+	}
+	if gone {
+		kick(g.changed)
+	}
+}
+
 // Close leaves the gossip (telling the others, so their grace period
 // starts now rather than after failure detection) and stops.
 func (g *Gossip) Close(timeout time.Duration) error {
@@ -373,11 +416,33 @@ func (g *Gossip) Close(timeout time.Duration) error {
 // liveLocked says whether a node's record counts: a member, or departed
 // (or never seen as a member) less than the grace period ago.
 func (g *Gossip) liveLocked(name string, now time.Time) bool {
+	if since, ok := g.evictedLocked(name); ok {
+		return now.Sub(since) < g.cfg.Grace
+	}
 	if _, ok := g.members[name]; ok {
 		return true
 	}
 	since, ok := g.departed[name]
 	return ok && now.Sub(since) < g.cfg.Grace
+}
+
+// evictedLocked says whether node name is at an evicted address (its
+// member address or its record's VTEP), and since when.
+func (g *Gossip) evictedLocked(name string) (time.Time, bool) {
+	if len(g.evicted) == 0 {
+		return time.Time{}, false
+	}
+	if a, ok := g.members[name]; ok {
+		if since, ok := g.evicted[a]; ok {
+			return since, true
+		}
+	}
+	if r := g.records[name]; r != nil {
+		if since, ok := g.evicted[r.VTEP]; ok {
+			return since, true
+		}
+	}
+	return time.Time{}, false
 }
 
 // merge takes a record from another node; it reports whether the live
@@ -476,6 +541,14 @@ func (g *Gossip) expire(now time.Time) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	dropped := false
+	for a, since := range g.evicted {
+		if !g.expired[a] && now.Sub(since) >= g.cfg.Grace {
+			// Its record leaves Peers now (liveLocked); it is kept, as
+			// the node still sends it, for Admit.
+			g.expired[a] = true
+			dropped = true
+		}
+	}
 	for name, since := range g.departed {
 		if now.Sub(since) >= g.cfg.Grace {
 			delete(g.departed, name)

@@ -188,6 +188,55 @@ func TestDepartedNodeStaysForGrace(t *testing.T) {
 	t.Logf("n2's endpoints left n1's peers %s after n2 left (grace %s)", time.Since(left).Round(time.Millisecond), grace)
 }
 
+// A node the swarm says left (Evict, from DiscoverDelete) goes from Peers
+// after the grace period although its weft still gossips — a worker after
+// `docker swarm leave` keeps its plugin running — and comes back, with its
+// current endpoints, when the swarm says it is back (Admit).
+func TestEvictedNodeLeavesAfterGrace(t *testing.T) {
+	const grace = 2 * time.Second
+	n1, n2 := start(t, "n1", testKey, grace), start(t, "n2", testKey, grace)
+	join(t, n2, n1)
+	a := []Endpoint{ep(42, "ea", "10.0.0.2")}
+	if err := n2.SetEndpoints(a); err != nil {
+		t.Fatal(err)
+	}
+	await(t, "n2's endpoint on n1", 10*time.Second, func() string { return sees(n1, "n2", a) })
+	for len(n1.changes) > 0 {
+		<-n1.changes
+	}
+	n1.Evict(netip.MustParseAddr("192.0.2.2")) // n2's VTEP (both gossip from 127.0.0.1)
+	evicted := time.Now()
+	if msg := sees(n1, "n2", a); msg != "" {
+		t.Errorf("%s at once after the eviction: the endpoints must stay for the grace period", msg)
+	}
+	await(t, "n2's endpoint gone from n1", grace+5*time.Second, func() string { return sees(n1, "n2", nil) })
+	t.Logf("n2's endpoints left n1's peers %s after its eviction (grace %s)", time.Since(evicted).Round(time.Millisecond), grace)
+	select {
+	case <-n1.changes:
+	case <-time.After(5 * time.Second):
+		t.Error("no OnChange after the evicted node's grace period ended")
+	}
+	// Still gone after n2 publishes again, and after a push-pull (1 s).
+	b := []Endpoint{ep(42, "eb", "10.0.0.3")}
+	if err := n2.SetEndpoints(b); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if msg := sees(n1, "n2", nil); msg != "" {
+		t.Errorf("%s after n2 published again: an evicted node stays out", msg)
+	}
+	if m := n1.Members(); len(m) != 1 || !m[0].Alive {
+		t.Errorf("n1's members %+v: n2 is still a live gossip member, only left out of Peers", m)
+	}
+	n1.Admit(netip.MustParseAddr("192.0.2.2"))
+	await(t, "n2's current endpoint back on n1", 5*time.Second, func() string { return sees(n1, "n2", b) })
+	select {
+	case <-n1.changes:
+	case <-time.After(5 * time.Second):
+		t.Error("no OnChange after the evicted node was admitted again")
+	}
+}
+
 func TestRestartedNodeReplacesItsRecord(t *testing.T) {
 	n1, n2 := start(t, "n1", testKey, time.Minute), start(t, "n2", testKey, time.Minute)
 	join(t, n2, n1)

@@ -1240,11 +1240,18 @@ func vxOn(eps []vxEP, hosts ...*Host) []vxEP {
 	return out
 }
 
-// vxSetMembers is the members of the known-VTEP set weft-vteps4 on h (nil
-// if there is no such set).
+// vxSetMembers is the members of a local-scope weft's known-VTEP set
+// weft-vteps4 on h (nil if there is no such set).
 func vxSetMembers(t testing.TB, h *Host) []string {
 	t.Helper()
-	out, err := h.ns("ipset", "list", "weft-vteps4")
+	return vxSetMembersOf(t, h, "weft-vteps4")
+}
+
+// vxSetMembersOf is the members of the ipset named set on h (nil if there is
+// no such set).
+func vxSetMembersOf(t testing.TB, h *Host, set string) []string {
+	t.Helper()
+	out, err := h.ns("ipset", "list", set)
 	if err != nil {
 		if strings.Contains(err.Error(), "does not exist") {
 			return nil
