@@ -335,26 +335,13 @@ func crossPair(hosts [2]*dockerHost, name, network, about string) (target, func(
 		}
 		return errors.Join(errs...)
 	}
-	var pids [2]int
 	for i, h := range hosts {
 		if _, err := h.D("run", "-d", "--name", ctrs[i], "--network", network, "--stop-timeout", "1", image, "sleep", "86400"); err != nil {
 			return t, teardown, err
 		}
-		pid, ip, err := h.containerNet(ctrs[i], network)
-		if err != nil {
-			return t, teardown, err
-		}
-		pids[i] = pid
-		if i == 0 {
-			t.serverIP = ip
-		}
 	}
-	t.serverNS = "/proc/" + strconv.Itoa(pids[0]) + "/ns/net"
-	t.clientNS = "/proc/" + strconv.Itoa(pids[1]) + "/ns/net"
-	// The other host learns the server's endpoint asynchronously (weft:
-	// through etcd; the overlay: through the swarm's gossip).
-	if err := pingFrom(t.clientNS, t.serverIP, 60*time.Second); err != nil {
-		return t, teardown, fmt.Errorf("%s: the container on host %s cannot reach the one on host %s (%s): %w", name, hosts[1].name, hosts[0].name, t.serverIP, err)
+	if err := t.between(hosts, ctrs, network, "container"); err != nil {
+		return t, teardown, err
 	}
 	return t, teardown, nil
 }
@@ -524,21 +511,8 @@ func swarmTasks(hosts [2]*dockerHost, res *multiResult, name, network, svc, abou
 		return t, teardown, fmt.Errorf("service %s: %w; docker service ps: %s", svc, err, strings.ReplaceAll(out, "\n", "; "))
 	}
 	res.Swarm = append(res.Swarm, fmt.Sprintf("service %s: a task running on each host %s after `docker service create`", svc, time.Since(start).Round(100*time.Millisecond)))
-	var pids [2]int
-	for i, h := range hosts {
-		pid, ip, err := h.containerNet(ctrs[i], network)
-		if err != nil {
-			return t, teardown, err
-		}
-		pids[i] = pid
-		if i == 0 {
-			t.serverIP = ip
-		}
-	}
-	t.serverNS = "/proc/" + strconv.Itoa(pids[0]) + "/ns/net"
-	t.clientNS = "/proc/" + strconv.Itoa(pids[1]) + "/ns/net"
-	if err := pingFrom(t.clientNS, t.serverIP, 60*time.Second); err != nil {
-		return t, teardown, fmt.Errorf("%s: the task on host %s cannot reach the one on host %s (%s): %w", name, hosts[1].name, h1.name, t.serverIP, err)
+	if err := t.between(hosts, ctrs, network, "task"); err != nil {
+		return t, teardown, err
 	}
 	return t, teardown, nil
 }
@@ -1021,6 +995,31 @@ func renderMultihost(r *report, m *multiResult) error {
 			}
 			r.p("")
 		}
+	}
+	return nil
+}
+
+// between makes t measure from ctrs[1] on hosts[1] (client) to ctrs[0] on
+// hosts[0] (server), over network, once the client reaches the server: the
+// other host learns the server's endpoint asynchronously (weft: through etcd
+// or its gossip; the overlay: through the swarm's gossip). what names the
+// containers in errors.
+func (t *target) between(hosts [2]*dockerHost, ctrs [2]string, network, what string) error {
+	var pids [2]int
+	for i, h := range hosts {
+		pid, ip, err := h.containerNet(ctrs[i], network)
+		if err != nil {
+			return err
+		}
+		pids[i] = pid
+		if i == 0 {
+			t.serverIP = ip
+		}
+	}
+	t.serverNS = "/proc/" + strconv.Itoa(pids[0]) + "/ns/net"
+	t.clientNS = "/proc/" + strconv.Itoa(pids[1]) + "/ns/net"
+	if err := pingFrom(t.clientNS, t.serverIP, 60*time.Second); err != nil {
+		return fmt.Errorf("%s: the %s on host %s cannot reach the one on host %s (%s): %w", t.name, what, hosts[1].name, hosts[0].name, t.serverIP, err)
 	}
 	return nil
 }
