@@ -51,12 +51,9 @@ import (
 //
 // Each driver picks its own MTU on the 1500-byte underlay.
 //
-// The legacy weft and the managed one run side by side on each host,
-// which docs/swarm.md does not support yet: a weft deletes, when it
-// starts, the vxlan links it does not know. The managed plugin therefore
-// starts before the weft vxlan network is made; after that neither weft
-// sweeps again (only repairs its own), and both keep the same known-VTEP
-// set (the other host's address).
+// The legacy weft (local scope) and the managed one (global scope) run side
+// by side on each host, as docs/swarm.md describes: their links, sets and
+// rules are named apart, and their networks use different VXLAN ports.
 
 const (
 	mhLANMTU  = 1500
@@ -811,10 +808,9 @@ func renderMultihost(r *report, m *multiResult) error {
 	r.p("")
 	r.p("Each driver chooses its own MTU. Measured as in [Data plane](#dataplane): iperf3 server and")
 	r.p("ping-pong server in the container (task) on host 1, clients in the one on host 2. The legacy weft")
-	r.p("and the managed one run side by side on each host, which [swarm.md](swarm.md) does not support yet")
-	r.p("(a weft deletes, when it starts, the vxlan links it does not know): the managed plugin is started")
-	r.p("first, the weft vxlan network made after it; neither sweeps again, and both keep the same set of")
-	r.p("known VTEPs (the other host's address).")
+	r.p("(local scope) and the managed one (global scope) run side by side on each host, as")
+	r.p("[swarm.md](swarm.md#next-to-a-local-scope-weft) describes: links, known-VTEP sets and rules named")
+	r.p("apart, the weft vxlan network on UDP port " + mhVxPort + ", the swarm network on 4789.")
 	r.p("")
 	if m.LoadStart != "" {
 		busy := ""
