@@ -445,6 +445,24 @@ func (g *Gossip) evictedLocked(name string) (time.Time, bool) {
 	return time.Time{}, false
 }
 
+// readmitLocked undoes the eviction of node name's addresses (its member
+// address and its record's VTEP) and returns those that were evicted.
+func (g *Gossip) readmitLocked(name string) []netip.Addr {
+	var back []netip.Addr
+	addrs := []netip.Addr{g.members[name]}
+	if r := g.records[name]; r != nil {
+		addrs = append(addrs, r.VTEP)
+	}
+	for _, a := range addrs {
+		if _, ok := g.evicted[a]; ok {
+			delete(g.evicted, a)
+			delete(g.expired, a)
+			back = append(back, a)
+		}
+	}
+	return back
+}
+
 // merge takes a record from another node; it reports whether the live
 // peers changed.
 func (g *Gossip) merge(r *Record) bool {
@@ -646,9 +664,19 @@ func (e *events) NotifyJoin(n *memberlist.Node) {
 	g.members[n.Name] = a.Unmap()
 	delete(g.departed, n.Name)
 	_, has := g.records[n.Name]
+	back := g.readmitLocked(n.Name)
 	g.mu.Unlock()
 	g.log.Info("gossip: node joined", "node", n.Name, "addr", a.Unmap())
-	if has {
+	if len(back) > 0 {
+		// A node the swarm said left (Evict) whose weft joins anew has
+		// restarted, as every weft does with its dockerd: it is back,
+		// though dockerd may announce it (DiscoverNew, Admit) only much
+		// later (its networkDB took 48 s after a manager's restart). A
+		// node that really left the swarm keeps its weft running and
+		// does not join again.
+		g.log.Info("gossip: a node the swarm said left joined again (its weft restarted); its endpoints count again", "node", n.Name, "addr", back)
+	}
+	if has || len(back) > 0 {
 		kick(g.changed)
 	}
 	// The newcomer gets this node's record now rather than at the next

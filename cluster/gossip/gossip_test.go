@@ -237,6 +237,35 @@ func TestEvictedNodeLeavesAfterGrace(t *testing.T) {
 	}
 }
 
+// A node the swarm said left whose weft restarts and joins again (its
+// dockerd restarted) counts again at once, before dockerd announces it.
+func TestEvictedNodeThatRestartsIsBack(t *testing.T) {
+	const grace = time.Second
+	n1, n2 := start(t, "n1", testKey, grace), start(t, "n2", testKey, grace)
+	join(t, n2, n1)
+	if err := n2.SetEndpoints([]Endpoint{ep(42, "ea", "10.0.0.2")}); err != nil {
+		t.Fatal(err)
+	}
+	await(t, "n2's endpoint on n1", 10*time.Second, func() string { return sees(n1, "n2", []Endpoint{ep(42, "ea", "10.0.0.2")}) })
+	n1.Evict(netip.MustParseAddr("192.0.2.2")) // n2's VTEP
+	if err := n2.Close(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	await(t, "n2's endpoint gone from n1", grace+5*time.Second, func() string { return sees(n1, "n2", nil) })
+	g, err := Start(Config{Node: "n2", Bind: netip.MustParseAddrPort("127.0.0.1:0"), Key: testKey, VTEP: netip.MustParseAddr("192.0.2.2"), Grace: grace, Fast: true, PushPull: time.Second, Log: testLog(t, "n2b")})
+	if err != nil {
+		t.Fatalf("restarting n2: %v", err)
+	}
+	t.Cleanup(func() { _ = g.Close(time.Second) })
+	n2b := &node{Gossip: g}
+	now := []Endpoint{ep(42, "eb", "10.0.0.3")}
+	if err := n2b.SetEndpoints(now); err != nil {
+		t.Fatal(err)
+	}
+	join(t, n2b, n1)
+	await(t, "the restarted n2's endpoint on n1, without Admit", 10*time.Second, func() string { return sees(n1, "n2", now) })
+}
+
 func TestRestartedNodeReplacesItsRecord(t *testing.T) {
 	n1, n2 := start(t, "n1", testKey, time.Minute), start(t, "n2", testKey, time.Minute)
 	join(t, n2, n1)
