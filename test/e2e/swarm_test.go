@@ -554,6 +554,7 @@ func TestSwarmGlobalService(t *testing.T) {
 	// 7. The manager's dockerd restarted (its tasks and its weft with it):
 	// the workers' tasks keep talking throughout; afterwards new tasks get
 	// addresses unique against the existing ones.
+	restartMark := testhost.FileSize(filepath.Join(h1.Dir, "dockerd.log"))
 	t.Run("ManagerRestart", func(t *testing.T) {
 		p23, p32 := swPinger(t, glob[h2].vxEP, glob[h3].vxEP), swPinger(t, glob[h3].vxEP, glob[h2].vxEP)
 		p23.waitReplies(t, 2)
@@ -618,6 +619,26 @@ func TestSwarmGlobalService(t *testing.T) {
 	// 8. Worker h3 leaves the swarm (its weft keeps running): after the
 	// grace period the other nodes hold neither its tasks nor its VTEP.
 	t.Run("WorkerLeaves", func(t *testing.T) {
+		// dockerd tells its drivers of a node leaving only if its own
+		// gossip (networkDB) knew the node: the manager's dockerd, restarted
+		// above, may take a minute to learn h3 again (it logs "Node
+		// ID/ADDR, joined gossip cluster"). Until then nothing would tell
+		// the manager's weft that h3 left; that is Docker's, and not
+		// what this step is about.
+		waited := time.Now()
+		err := testhost.Poll(2*time.Minute, func() error {
+			known := func(l string) bool {
+				return strings.Contains(l, "/"+vteps[h3].String()+", joined gossip cluster") || strings.Contains(l, "/"+vteps[h3].String()+", added to nodes list")
+			}
+			if !known(testhost.TailFrom(filepath.Join(h1.Dir, "dockerd.log"), restartMark, 1, func(l string) bool { return !known(l) })) {
+				return fmt.Errorf("the manager's dockerd has not logged %s (%s) joining its gossip since its restart", h3.Name, vteps[h3])
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("the manager's dockerd knows %s again (waited %s)", h3.Name, time.Since(waited).Round(time.Millisecond))
 		var on3 []swTask
 		for _, task := range slices.Concat([]swTask{glob[h3]}, reps) {
 			if task.h == h3 {
@@ -647,7 +668,7 @@ func TestSwarmGlobalService(t *testing.T) {
 			swTables([]*Host{h1, h2}, slices.Concat(globEPs(), swEPs(reps), []vxEP{sc2.vxEP}), swEPs(on3)))
 		tasksGone := time.Since(t0)
 		var sets map[string][]string
-		err := testhost.Poll(swTTL+swConverge, func() error {
+		err = testhost.Poll(swTTL+swConverge, func() error {
 			sets = map[string][]string{}
 			for _, h := range []*Host{h1, h2} {
 				m := vxSetMembersOf(t, h, swVTEPSet)
