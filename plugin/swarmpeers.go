@@ -53,6 +53,21 @@ type GossipSettings struct {
 	Fast bool
 }
 
+// listen is where the gossip of a node whose VTEP is vtep listens, and the
+// address it advertises: every address of the VTEP's family, advertising
+// the VTEP (the underlay address the other nodes reach this one at), or
+// Bind for both when set.
+func (s *GossipSettings) listen(vtep netip.Addr) (bind netip.AddrPort, adv netip.Addr) {
+	if s.Bind.IsValid() {
+		return netip.AddrPortFrom(s.Bind, s.Port), s.Bind
+	}
+	all := netip.IPv4Unspecified()
+	if vtep.Is6() {
+		all = netip.IPv6Unspecified()
+	}
+	return netip.AddrPortFrom(all, s.Port), vtep
+}
+
 // ParseGossipKey reads WEFT_GOSSIP_KEY: 16, 24 or 32 bytes in standard
 // base64 (AES-128, -192 or -256). Empty is no key.
 func ParseGossipKey(v string) ([]byte, error) {
@@ -139,16 +154,7 @@ func (d *Driver) gossipRun(ctx context.Context) {
 	for wait := time.Second; g == nil; wait = min(2*wait, 30*time.Second) {
 		vtep, err := ps.VTEP()
 		if err == nil {
-			// Every address of the VTEP's family, advertising the VTEP:
-			// the underlay address the other nodes reach this one at.
-			all := netip.IPv4Unspecified()
-			if vtep.Is6() {
-				all = netip.IPv6Unspecified()
-			}
-			bind, adv := netip.AddrPortFrom(all, d.deps.Gossip.Port), vtep
-			if b := d.deps.Gossip.Bind; b.IsValid() {
-				bind, adv = netip.AddrPortFrom(b, d.deps.Gossip.Port), b
-			}
+			bind, adv := d.deps.Gossip.listen(vtep)
 			g, err = gossip.Start(gossip.Config{
 				Node: d.cl.hostID, Bind: bind, Advertise: adv, Key: d.deps.Gossip.Key, VTEP: vtep,
 				Grace: d.leaseTTL(), Fast: d.deps.Gossip.Fast, Log: d.log.With("part", "gossip"),

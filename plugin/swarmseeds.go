@@ -95,20 +95,22 @@ func takeGossipSeeds(opts map[string]any) (map[string]any, []netip.Addr, error) 
 	return out, seeds, nil
 }
 
-// gossipAdvertise is the address this weft's gossip is reached at: the
-// bind address when one is set (tests), else the VTEP.
+// gossipAdvertise is the address this weft's gossip is reached at
+// (GossipSettings.listen).
 func (d *Driver) gossipAdvertise() (netip.Addr, error) {
 	if d.deps.Gossip == nil {
 		return netip.Addr{}, fmt.Errorf("this weft has no gossip (WEFT_GOSSIP_KEY is not set)")
-	}
-	if b := d.deps.Gossip.Bind; b.IsValid() {
-		return b, nil
 	}
 	ps, ok := d.peerSetter()
 	if !ok {
 		return netip.Addr{}, fmt.Errorf("this weft has no vxlan mode")
 	}
-	return ps.VTEP()
+	vtep, err := ps.VTEP()
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	_, adv := d.deps.Gossip.listen(vtep)
+	return adv, nil
 }
 
 // addGossipSeeds records node addresses to join (kept for restarts, as
