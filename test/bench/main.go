@@ -331,7 +331,7 @@ func measure(ctx context.Context, res *results) error {
 		case "plugin":
 			res.Plugin, err = benchPlugin(ctx)
 		case "netcreate":
-			res.NetCreate, err = benchNetCreate(ctx, host)
+			res.NetCreate, err = netCreateOnTwoHosts(ctx, host)
 		case "dataplane":
 			res.Data, err = benchDataplane(ctx, host)
 		case "multihost":
@@ -349,6 +349,24 @@ func measure(ctx context.Context, res *results) error {
 		}
 	}
 	return nil
+}
+
+// netCreateOnTwoHosts runs the netcreate section with weft's networks on
+// the shared docker host and Docker's bridge networks on a second host
+// started for it, torn down after.
+func netCreateOnTwoHosts(ctx context.Context, host *dockerHost) (*netcreateResult, error) {
+	logf("starting a second docker host for Docker's bridge networks (netns %s%s)", nsPrefix, "bridge")
+	hd, err := startDockerHost("bridge")
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		logf("tearing down the second docker host")
+		if err := hd.close(); err != nil {
+			logf("tearing down the second docker host: %v", err)
+		}
+	}()
+	return benchNetCreate(ctx, netHosts{host, hd})
 }
 
 type sectionTime struct {

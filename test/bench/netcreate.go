@@ -28,6 +28,11 @@ import (
 // counts as networks (Rules) and endpoints (EPRules) are added.
 type netcreateResult struct {
 	N int
+	// Separate: each driver's networks were made in a dockerd of its own
+	// (two docker hosts side by side), so that neither driver's rules
+	// slow the other's creates: dockerd runs iptables for every network
+	// create, whatever the driver. False in older runs (one dockerd).
+	Separate bool `json:",omitempty"`
 	// Create[v][i] is the time of the CreateAt[i]-th network of variant v
 	// (1-based); without CreateAt (older runs), of the (i+1)th. Only the
 	// creates in a window of Window networks around the reported ones are
@@ -61,12 +66,18 @@ type netcreateResult struct {
 	// kernel; "per-network"; "" unknown).
 	Firewall string `json:",omitempty"`
 	// Execs: iptables processes started for one more network create at the
-	// end (counted with strace), by variant.
+	// end (counted with strace), by variant: weft's for a weft create,
+	// dockerd's for a Docker bridge create.
 	// The fewest of 3 traced creates (ExecsEach: every attempt's count).
 	Execs     map[string]int            `json:",omitempty"`
 	ExecKinds map[string]map[string]int `json:",omitempty"`
 	ExecsEach map[string][]int          `json:",omitempty"`
 	ExecsNote string                    `json:",omitempty"`
+	// EngineExecs: the iptables processes dockerd itself started during
+	// the weft create Execs["weft"] counts (its DOCKER-USER rule, which it
+	// checks on every network create, any driver), and their kinds.
+	EngineExecs     int            `json:",omitempty"`
+	EngineExecKinds map[string]int `json:",omitempty"`
 	// Scale: the data plane with all N+N networks in place; Scale0: the
 	// same, measured before the sweep, with no other network.
 	Scale     *dataResult `json:",omitempty"`
@@ -103,59 +114,93 @@ func (nc *netcreateResult) networks() int {
 
 type probePoint struct {
 	N     int
-	Rules int     // all -A lines
-	Ms    float64 // median of 3 runs of iptables -C via nsenter
+	Rules int     // all -A lines (weft's host when Separate)
+	Ms    float64 // median of 3 runs of iptables -C via nsenter (weft's host when Separate)
+	// The same in Docker's host (Separate runs only).
+	RulesDocker int     `json:",omitempty"`
+	MsDocker    float64 `json:",omitempty"`
 }
 
-// probeIptables times `iptables -t filter -C FORWARD -j WEFT-FORWARD` in the
-// host namespace (the rule exists): each run parses the whole rule set.
+// probeIptables times `iptables -t filter -C FORWARD -j DOCKER-USER` in the
+// host's namespace: the check dockerd itself runs for every network create
+// (moby libnetwork/firewall_linux.go, arrangeUserFilterRule), and the rule
+// exists on every docker host. Each run parses the whole rule set.
 func probeIptables(h *dockerHost) float64 {
 	var t []float64
 	for range 3 {
 		start := time.Now()
-		_, _ = testhost.RunT(30*time.Second, append(h.InNet(), "iptables", "-t", "filter", "-C", "FORWARD", "-j", "WEFT-FORWARD")...)
+		_, _ = testhost.RunT(30*time.Second, append(h.InNet(), "iptables", "-t", "filter", "-C", "FORWARD", "-j", "DOCKER-USER")...)
 		t = append(t, ms(time.Since(start)))
 	}
 	return median(t)
 }
 
 // countExecs counts, by program and operation ("iptables -C", ...), the
-// iptables processes pid (and its children) starts while f runs, with
-// strace: only the execs stamped between f's start and end count.
-func countExecs(pid int, f func() error) (map[string]int, error) {
-	out := filepath.Join(cfg.dir, fmt.Sprintf("strace-%d.txt", pid))
-	_ = os.Remove(out)
-	p, err := testhost.StartProc("strace", out+".log", "", "strace", "-f", "-qq", "-ttt", "-s", "64", "-e", "trace=execve", "-o", out, "-p", strconv.Itoa(pid))
-	if err != nil {
-		return nil, err
+// iptables processes each of pids (and its children) starts while f runs,
+// with one strace per pid: only the execs stamped between f's start and
+// end count. counts[i] is pids[i]'s.
+func countExecs(pids []int, f func() error) (counts []map[string]int, err error) {
+	var outs []string
+	var procs []*testhost.Proc
+	defer func() {
+		for _, p := range procs {
+			_ = p.Signal(syscall.SIGINT)
+			if werr := p.Wait(10 * time.Second); werr != nil {
+				_ = p.Kill()
+			}
+		}
+	}()
+	for _, pid := range pids {
+		out := filepath.Join(cfg.dir, fmt.Sprintf("strace-%d.txt", pid))
+		_ = os.Remove(out)
+		p, err := testhost.StartProc("strace", out+".log", "", "strace", "-f", "-qq", "-ttt", "-s", "64", "-e", "trace=execve", "-o", out, "-p", strconv.Itoa(pid))
+		if err != nil {
+			return nil, err
+		}
+		procs, outs = append(procs, p), append(outs, out)
 	}
 	time.Sleep(500 * time.Millisecond) // attached
 	t0 := time.Now()
 	ferr := f()
 	t1 := time.Now()
 	time.Sleep(200 * time.Millisecond)
-	_ = p.Signal(syscall.SIGINT)
-	if err := p.Wait(10 * time.Second); err != nil {
-		_ = p.Kill()
+	for _, p := range procs {
+		_ = p.Signal(syscall.SIGINT)
+		if err := p.Wait(10 * time.Second); err != nil {
+			_ = p.Kill()
+		}
 	}
+	procs = nil
 	if ferr != nil {
 		return nil, ferr
 	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		return nil, err
-	}
 	lo, hi := float64(t0.UnixMicro())/1e6, float64(t1.UnixMicro())/1e6
-	counts := map[string]int{}
-	for _, l := range strings.Split(string(b), "\n") {
-		if at := straceTime(l); at < lo || at > hi {
-			continue
+	for _, out := range outs {
+		b, err := os.ReadFile(out)
+		if err != nil {
+			return nil, err
 		}
-		if k := execKind(l); k != "" {
-			counts[k]++
+		c := map[string]int{}
+		for _, l := range strings.Split(string(b), "\n") {
+			if at := straceTime(l); at < lo || at > hi {
+				continue
+			}
+			if k := execKind(l); k != "" {
+				c[k]++
+			}
 		}
+		counts = append(counts, c)
 	}
 	return counts, nil
+}
+
+// total is the number of processes a countExecs map counts.
+func total(c map[string]int) int {
+	n := 0
+	for _, k := range c {
+		n += k
+	}
+	return n
 }
 
 // straceTime is the -ttt timestamp of an strace -f line ("PID SECS.USECS
@@ -437,19 +482,76 @@ func scaleConfig() dpConfig {
 	return dpConfig{rounds: 5, secs: 5, rrSecs: 3, omit: 1, profile: []string{"weft", "docker bridge"}}
 }
 
-// scaleBuilders: two containers on a new network of each driver and the
-// bare veth; the networks use the sweep's /24 number n+1 and are removed
-// with the containers.
-func scaleBuilders(n int, others string) []targetBuilder {
+// scaleBuilders: two containers on a new network of each driver, in that
+// driver's host, and the bare veth; the networks use the sweep's /24
+// number n+1 and are removed with the containers.
+func scaleBuilders(hs netHosts, n int, others string) []targetBuilder {
 	var bs []targetBuilder
 	for vi, v := range netVariants {
-		bs = append(bs, containerPair(v.name, v.prefix+"-scale", nthSubnet(v.base, n+1), netVariants[vi].args,
-			fmt.Sprintf("two containers on a new %s network, %s", v.name, others)))
+		bs = append(bs, onHost(hs.of(vi), containerPair(v.name, v.prefix+"-scale", nthSubnet(v.base, n+1), netVariants[vi].args,
+			fmt.Sprintf("two containers on a new %s network, %s", v.name, others))))
 	}
 	return append(bs, bareVeth)
 }
 
-func benchNetCreate(ctx context.Context, h *dockerHost) (*netcreateResult, error) {
+// netHosts are the docker hosts of the sweep, one per netVariants entry:
+// each driver's networks live in a dockerd of its own, as on a host that
+// uses one driver. In one shared dockerd, Docker's 8 rules per network
+// would slow every later create of either driver, because dockerd runs
+// iptables (reading the whole rule set) for every network create,
+// whatever the driver.
+type netHosts []*dockerHost
+
+// of is variant vi's host.
+func (hs netHosts) of(vi int) *dockerHost { return hs[vi] }
+
+// weft is weft's host (netVariants[0]).
+func (hs netHosts) weft() *dockerHost { return hs[0] }
+
+// saves dumps each host's IPv4 rules.
+func (hs netHosts) saves() ([]string, error) {
+	var out []string
+	for _, h := range hs {
+		s, err := h.iptablesSave()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// rules counts weft's rules in weft's host, Docker's in Docker's, and the
+// others in both.
+func (hs netHosts) rules(saves []string, n int) rulePoint {
+	p := rulePoint{N: n}
+	for i, s := range saves {
+		c := countRules(s, n)
+		if netVariants[i].name == "weft" {
+			p.Weft += c.Weft
+		} else {
+			p.Docker += c.Docker
+		}
+		p.Other += c.Other
+	}
+	return p
+}
+
+// probe times the iptables check in each host.
+func (hs netHosts) probe(saves []string, n int) probePoint {
+	pt := probePoint{N: n, Rules: len(rulesSet(saves[0])), Ms: probeIptables(hs[0])}
+	if len(hs) > 1 {
+		pt.RulesDocker, pt.MsDocker = len(rulesSet(saves[1])), probeIptables(hs[1])
+	}
+	return pt
+}
+
+// onHost runs builder b on host h, whatever host the caller passes.
+func onHost(h *dockerHost, b targetBuilder) targetBuilder {
+	return func(*dockerHost) (target, func() error, error) { return b(h) }
+}
+
+func benchNetCreate(ctx context.Context, hs netHosts) (*netcreateResult, error) {
 	n, every, endpoints := 1000, 10, 10
 	if cfg.quick {
 		n, every, endpoints = 20, 5, 2
@@ -460,17 +562,21 @@ func benchNetCreate(ctx context.Context, h *dockerHost) (*netcreateResult, error
 	if n < 2 || n > maxNetworks {
 		return nil, fmt.Errorf("netcreate: %d networks: choose 2 to %d", n, maxNetworks)
 	}
+	if len(hs) != len(netVariants) {
+		return nil, fmt.Errorf("netcreate: %d docker hosts for %d drivers", len(hs), len(netVariants))
+	}
+	hw := hs.weft()
 	w := createWindow(n)
-	res := &netcreateResult{N: n, Window: w, Workers: workers(), Create: map[string][]float64{}, Remove: map[string][]float64{}}
-	res.Firewall = firewallDesign(h)
-	if err := rulesPerEndpoint(h, res, endpoints); err != nil {
+	res := &netcreateResult{N: n, Separate: true, Window: w, Workers: workers(), Create: map[string][]float64{}, Remove: map[string][]float64{}}
+	res.Firewall = firewallDesign(hw)
+	if err := rulesPerEndpoint(hs, res, endpoints); err != nil {
 		return res, err
 	}
 
 	// The data plane with no network but the measured ones, before the
 	// sweep; measured again with all the networks in place below.
 	var serr error
-	res.Scale0, serr = measureDataplane(ctx, h, scaleBuilders(n, "no other network"), scaleConfig(), "scale-none")
+	res.Scale0, serr = measureDataplane(ctx, hw, scaleBuilders(hs, n, "no other network"), scaleConfig(), "scale-none")
 	if serr != nil {
 		res.Scale0Err = serr.Error()
 		logf("netcreate: data plane without other networks failed: %v", serr)
@@ -479,21 +585,26 @@ func benchNetCreate(ctx context.Context, h *dockerHost) (*netcreateResult, error
 		return res, ctx.Err()
 	}
 
-	save, err := h.iptablesSave()
+	saves, err := hs.saves()
 	if err != nil {
 		return res, err
 	}
-	res.Rules = append(res.Rules, countRules(save, 0))
-	res.Probe = append(res.Probe, probePoint{N: 0, Rules: len(rulesSet(save)), Ms: probeIptables(h)})
-	before := rulesSet(save)
+	res.Rules = append(res.Rules, hs.rules(saves, 0))
+	res.Probe = append(res.Probe, hs.probe(saves, 0))
+	var before []map[string]bool
+	for _, s := range saves {
+		before = append(before, rulesSet(s))
+	}
 	// Whatever happens, remove the sweep's networks.
 	swept := false
 	defer func() {
 		if swept {
 			return
 		}
-		if names, err := sweepNetworks(h); err == nil && len(names) > 0 {
-			_ = removeNetworks(h, names, "netcreate cleanup")
+		for _, h := range hs {
+			if names, err := sweepNetworks(h); err == nil && len(names) > 0 {
+				_ = removeNetworks(h, names, "netcreate cleanup")
+			}
 		}
 	}()
 
@@ -514,10 +625,14 @@ func benchNetCreate(ctx context.Context, h *dockerHost) (*netcreateResult, error
 			timed[i] = true
 		}
 	}
-	sample := func(k int, save string) {
-		pt := countRules(save, k)
-		res.Rules = append(res.Rules, pt)
-		res.Probe = append(res.Probe, probePoint{N: k, Rules: pt.Weft + pt.Docker + pt.Other, Ms: probeIptables(h)})
+	sample := func(k int) ([]string, error) {
+		saves, err := hs.saves()
+		if err != nil {
+			return nil, err
+		}
+		res.Rules = append(res.Rules, hs.rules(saves, k))
+		res.Probe = append(res.Probe, hs.probe(saves, k))
+		return saves, nil
 	}
 	var fillSecs float64
 	for i := 0; i < n; {
@@ -535,7 +650,7 @@ func benchNetCreate(ctx context.Context, h *dockerHost) (*netcreateResult, error
 			var jobs []func() error
 			for x := i; x < j; x++ {
 				for vi := range netVariants {
-					jobs = append(jobs, func() error { return createUntimed(h, vi, x) })
+					jobs = append(jobs, func() error { return createUntimed(hs.of(vi), vi, x) })
 				}
 			}
 			t0 := time.Now()
@@ -553,16 +668,15 @@ func benchNetCreate(ctx context.Context, h *dockerHost) (*netcreateResult, error
 			}
 			i = j
 			if i%every == 0 || i == n {
-				save, err := h.iptablesSave()
-				if err != nil {
+				if _, err := sample(i); err != nil {
 					return res, err
 				}
-				sample(i, save)
 			}
 			continue
 		}
 		for j := range netVariants {
 			vi := (i + j) % len(netVariants)
+			h := hs.of(vi)
 			var off int64
 			if netVariants[vi].name == "weft" {
 				off = testhost.FileSize(h.weft.LogPath())
@@ -579,17 +693,20 @@ func benchNetCreate(ctx context.Context, h *dockerHost) (*netcreateResult, error
 		res.CreateAt = append(res.CreateAt, i+1)
 		k := i + 1
 		if k == 1 || k%every == 0 || k == n {
-			save, err := h.iptablesSave()
+			saves, err := sample(k)
 			if err != nil {
 				return res, err
 			}
-			sample(k, save)
 			if k == 1 {
-				for r := range rulesSet(save) {
-					if !before[r] {
-						if ruleOwner(r) == "weft" {
+				for hi, s := range saves {
+					for r := range rulesSet(s) {
+						if before[hi][r] {
+							continue
+						}
+						switch {
+						case netVariants[hi].name == "weft" && ruleOwner(r) == "weft":
 							res.WeftRulesOne = append(res.WeftRulesOne, r)
-						} else {
+						case netVariants[hi].name != "weft" && ruleOwner(r) != "weft":
 							res.DockerRulesOne = append(res.DockerRulesOne, r)
 						}
 					}
@@ -607,35 +724,38 @@ func benchNetCreate(ctx context.Context, h *dockerHost) (*netcreateResult, error
 		res.WeftCallsNote = fmt.Sprintf("weft ran at log level %q, which does not log its requests: run the harness with -log-level debug for weft's own time per create", cfg.logLevel)
 	}
 	// How many iptables processes one more create starts, with all the
-	// networks in place (strace slows the traced process: not timed). weft
-	// checks its rules every 2 s (plugin/repair.go), which runs
-	// iptables-save whether or not a create is under way: each variant's
-	// create is traced 3 times (the network removed in between) and the
-	// fewest processes count; every attempt's count is kept.
+	// networks in place (strace slows the traced process: not timed): weft's
+	// for a weft create, and dockerd's in the same create; dockerd's for a
+	// Docker bridge create. weft checks its rules every 2 s
+	// (plugin/repair.go), which runs iptables-save whether or not a create
+	// is under way: each variant's create is traced 3 times (the network
+	// removed in between) and the fewest processes count; every attempt's
+	// count is kept.
 	res.Execs = map[string]int{}
 	res.ExecKinds = map[string]map[string]int{}
 	res.ExecsEach = map[string][]int{}
-	for _, v := range netVariants {
-		pid := h.weft.PID()
-		if v.name != "weft" {
-			pid = h.Dockerd.PID()
+	for vi, v := range netVariants {
+		h := hs.of(vi)
+		pids := []int{h.Dockerd.PID()}
+		if v.name == "weft" {
+			pids = []int{h.weft.PID(), h.Dockerd.PID()}
 		}
 		name := v.prefix + "-strace"
 		args := append(append([]string{"network", "create"}, v.args...), "--subnet", nthSubnet(v.base, n), name)
 		for range 3 {
-			c, err := countExecs(pid, func() error { _, err := h.D(args...); return err })
+			cs, err := countExecs(pids, func() error { _, err := h.D(args...); return err })
 			if err != nil {
 				res.ExecsNote = err.Error()
 				break
 			}
 			_, _ = h.D("network", "rm", name)
-			total := 0
-			for _, k := range c {
-				total += k
+			c := cs[0]
+			res.ExecsEach[v.name] = append(res.ExecsEach[v.name], total(c))
+			if _, seen := res.ExecKinds[v.name]; !seen || total(c) < res.Execs[v.name] {
+				res.Execs[v.name], res.ExecKinds[v.name] = total(c), c
 			}
-			res.ExecsEach[v.name] = append(res.ExecsEach[v.name], total)
-			if _, seen := res.ExecKinds[v.name]; !seen || total < res.Execs[v.name] {
-				res.Execs[v.name], res.ExecKinds[v.name] = total, c
+			if len(cs) > 1 && (res.EngineExecKinds == nil || total(cs[1]) < res.EngineExecs) {
+				res.EngineExecs, res.EngineExecKinds = total(cs[1]), cs[1]
 			}
 		}
 		if res.ExecsNote != "" {
@@ -645,7 +765,7 @@ func benchNetCreate(ctx context.Context, h *dockerHost) (*netcreateResult, error
 	// The data plane with all the networks in place: two containers on a
 	// network of each driver created now (the newest, as a user's would
 	// be), against the bare veth, which no number of networks can affect.
-	res.Scale, serr = measureDataplane(ctx, h, scaleBuilders(n, fmt.Sprintf("with %d+%d other networks", n, n)), scaleConfig(), "scale")
+	res.Scale, serr = measureDataplane(ctx, hw, scaleBuilders(hs, n, fmt.Sprintf("with %d other networks of its driver", n)), scaleConfig(), "scale")
 	if serr != nil {
 		res.ScaleErr = serr.Error()
 		logf("netcreate: data plane at scale failed: %v", serr)
@@ -655,45 +775,58 @@ func benchNetCreate(ctx context.Context, h *dockerHost) (*netcreateResult, error
 	}
 	// How long weft takes to repair its firewall after a flush, with all the
 	// networks in place.
-	res.Repair, res.RepairNote = benchRepair(ctx, h, n)
+	res.Repair, res.RepairNote = benchRepair(ctx, hw, n)
 
 	// `network rm` timed one at a time for the first w networks (all the
-	// others still in place), then the rest in parallel.
+	// others still in place), then the rest in parallel, both hosts at once.
 	nt := min(w, n)
 	for i := range nt {
 		if ctx.Err() != nil {
 			return res, ctx.Err()
 		}
 		for j := range netVariants {
-			v := netVariants[(i+j)%len(netVariants)]
-			d, err := h.timedDocker("network", "rm", netName(v.prefix, i))
+			vi := (i + j) % len(netVariants)
+			v := netVariants[vi]
+			d, err := hs.of(vi).timedDocker("network", "rm", netName(v.prefix, i))
 			if err != nil {
 				return res, err
 			}
 			res.Remove[v.name] = append(res.Remove[v.name], ms(d))
 		}
 	}
-	var rest []string
-	for i := nt; i < n; i++ {
-		for _, v := range netVariants {
+	t0 := time.Now()
+	var rmErrs [2]error
+	var wg sync.WaitGroup
+	for vi, v := range netVariants {
+		var rest []string
+		for i := nt; i < n; i++ {
 			rest = append(rest, netName(v.prefix, i))
 		}
+		res.RemoveRest += len(rest)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rmErrs[vi] = removeNetworks(hs.of(vi), rest, "netcreate "+v.name)
+		}()
 	}
-	t0 := time.Now()
-	if err := removeNetworks(h, rest, "netcreate"); err != nil {
+	wg.Wait()
+	res.RemoveRestSecs = time.Since(t0).Seconds()
+	if err := errors.Join(rmErrs[:]...); err != nil {
 		return res, err
 	}
-	res.RemoveRest, res.RemoveRestSecs = len(rest), time.Since(t0).Seconds()
 	swept = true
 	return res, nil
 }
 
 // rulesPerEndpoint counts rules as containers are added to one weft network
-// and one Docker bridge network, alternately.
-func rulesPerEndpoint(h *dockerHost, res *netcreateResult, k int) error {
-	nets := []struct{ name, subnet, driver string }{
-		{"epw", "10.206.0.0/24", "weft"},
-		{"epd", "10.207.0.0/24", "bridge"},
+// and one Docker bridge network (each in its driver's host), alternately.
+func rulesPerEndpoint(hs netHosts, res *netcreateResult, k int) error {
+	nets := []struct {
+		name, subnet, driver string
+		h                    *dockerHost
+	}{
+		{"epw", "10.206.0.0/24", "weft", hs.of(0)},
+		{"epd", "10.207.0.0/24", "bridge", hs.of(1)},
 	}
 	for _, nw := range nets {
 		args := []string{"network", "create", "-d", nw.driver, "--subnet", nw.subnet}
@@ -701,37 +834,37 @@ func rulesPerEndpoint(h *dockerHost, res *netcreateResult, k int) error {
 			args = append(args, "--ipam-driver", "weft")
 		}
 		args = append(args, nw.name)
-		if _, err := h.D(args...); err != nil {
+		if _, err := nw.h.D(args...); err != nil {
 			return err
 		}
 	}
-	var ctrs []string
+	ctrs := map[*dockerHost][]string{}
 	defer func() {
-		if len(ctrs) > 0 {
-			_, _ = h.D(append([]string{"rm", "-f"}, ctrs...)...)
+		for h, cs := range ctrs {
+			_, _ = h.D(append([]string{"rm", "-f"}, cs...)...)
 		}
 		for _, nw := range nets {
-			_, _ = h.D("network", "rm", nw.name)
+			_, _ = nw.h.D("network", "rm", nw.name)
 		}
 	}()
-	save, err := h.iptablesSave()
+	saves, err := hs.saves()
 	if err != nil {
 		return err
 	}
-	res.EPRules = append(res.EPRules, countRules(save, 0))
+	res.EPRules = append(res.EPRules, hs.rules(saves, 0))
 	for i := range k {
 		for _, nw := range nets {
 			name := fmt.Sprintf("%s-c%02d", nw.name, i)
-			if _, err := h.D("run", "-d", "--name", name, "--network", nw.name, "--stop-timeout", "1", image, "sleep", "86400"); err != nil {
+			if _, err := nw.h.D("run", "-d", "--name", name, "--network", nw.name, "--stop-timeout", "1", image, "sleep", "86400"); err != nil {
 				return err
 			}
-			ctrs = append(ctrs, name)
+			ctrs[nw.h] = append(ctrs[nw.h], name)
 		}
-		save, err := h.iptablesSave()
+		saves, err := hs.saves()
 		if err != nil {
 			return err
 		}
-		res.EPRules = append(res.EPRules, countRules(save, i+1))
+		res.EPRules = append(res.EPRules, hs.rules(saves, i+1))
 	}
 	return nil
 }
@@ -799,4 +932,14 @@ func weftCallTotal(c map[string]float64) float64 {
 		t += v
 	}
 	return t
+}
+
+// sweepSize says how many networks the sweep made, for the report: "1000"
+// (each driver's in its own dockerd) or "1000+1000" (both in one, older
+// runs).
+func (nc *netcreateResult) sweepSize() string {
+	if nc.Separate {
+		return strconv.Itoa(nc.networks())
+	}
+	return fmt.Sprintf("%d+%d", nc.networks(), nc.networks())
 }

@@ -664,8 +664,17 @@ func renderNetCreate(r *report, nc *netcreateResult) error {
 	r.p("<a id=\"netcreate\"></a>")
 	r.p("")
 	r.p("`docker network create` (CLI wall time) of %d weft networks (`-d weft --ipam-driver weft`) and %d", n, n)
-	r.p("Docker bridge networks in one dockerd, each with an explicit /24 (Docker's default pools run out")
-	r.p("after about 30 networks). Timed creates run one at a time, weft and Docker alternating (the order")
+	if nc.Separate {
+		r.p("Docker bridge networks, each driver's in a dockerd of its own: two docker hosts side by side on")
+		r.p("the machine, each with its own network namespace, dockerd and weft, as on a host that uses one")
+		r.p("driver. (dockerd runs `iptables` for every network create, whatever the driver, and each run reads")
+		r.p("the whole rule set: in one shared dockerd, Docker's rules would slow weft's creates too; see the")
+		r.p("probe below.) Each network has an explicit /24 (Docker's default pools run out after about 30")
+		r.p("networks). Timed creates run one at a time, weft and Docker alternating (the order")
+	} else {
+		r.p("Docker bridge networks in one dockerd, each with an explicit /24 (Docker's default pools run out")
+		r.p("after about 30 networks). Timed creates run one at a time, weft and Docker alternating (the order")
+	}
 	r.p("swapping every network), with nothing else running. The figure at the k-th network is the median")
 	r.p("of the %d timed creates around it; growth is that median at the %s network divided by the one at", w, ordinal(n))
 	r.p("the 1st.")
@@ -678,7 +687,7 @@ func renderNetCreate(r *report, nc *netcreateResult) error {
 	r.p("")
 	rmNote := "`network rm`, median ms"
 	if nc.RemoveRest > 0 {
-		rmNote = fmt.Sprintf("`network rm` with %d+%d networks, median ms", n, n)
+		rmNote = fmt.Sprintf("`network rm` with %s networks, median ms", nc.sweepSize())
 	}
 	r.p("| driver | %s | %s / 1st | slope, ms per 100 networks | %s |", strings.Join(mapInts(points, func(k int) string { return fmt.Sprintf("%s network, ms", ordinal(k)) }), " | "), ordinal(n), rmNote)
 	r.p("|---|%s---|---|---|", strings.Repeat("---|", len(points)))
@@ -723,7 +732,11 @@ func renderNetCreate(r *report, nc *netcreateResult) error {
 		ratio:    gr["weft"], goalText: "≤ 1.10 (flat)", ok: le(1.10), anchor: "netcreate",
 	})
 	// Plot: every timed create, and a running median.
-	c := xyChart{title: "docker network create, time per network", xlabel: "networks of this driver (the other driver's as many again)", ylabel: "ms (CLI wall time)", yFrom0: true}
+	xl := "networks of this driver (the other driver's as many again)"
+	if nc.Separate {
+		xl = "networks of this driver (in its own dockerd)"
+	}
+	c := xyChart{title: "docker network create, time per network", xlabel: xl, ylabel: "ms (CLI wall time)", yFrom0: true}
 	for _, v := range netVariants {
 		x := nc.Create[v.name]
 		s := series{name: v.name, small: true}
@@ -747,13 +760,17 @@ func renderNetCreate(r *report, nc *netcreateResult) error {
 	r.p("")
 	if g := gr["weft"]; g.ok() && g.V > 1.10 {
 		r.p("**Goal missed:** weft's network create grows by %s from the 1st to the %s network", g.fmt("x"), ordinal(n))
-		r.p("(Docker's bridge, in the same dockerd: %s). The iptables probe and the process counts under", gr["docker bridge"].fmt("x"))
+		r.p("(Docker's bridge, %s: %s). The iptables probe and the process counts under", map[bool]string{true: "in its own dockerd", false: "in the same dockerd"}[nc.Separate], gr["docker bridge"].fmt("x"))
 		r.p("*Firewall rules* below show how much of that growth the rule changes explain.")
 		r.p("")
 	}
 
 	// Rules against networks.
-	r.p("**Firewall rules.** `iptables-save` in the benchmark namespace, counting rules (`-A` lines):")
+	if nc.Separate {
+		r.p("**Firewall rules.** `iptables-save` in each driver's host namespace, counting rules (`-A` lines):")
+	} else {
+		r.p("**Firewall rules.** `iptables-save` in the benchmark namespace, counting rules (`-A` lines):")
+	}
 	r.p("weft's are those in or jumping to `WEFT-*` chains; Docker's are those in or jumping to `DOCKER*`")
 	r.p("chains or naming a Docker bridge (`docker0`, `br-*`: dockerd puts some per-bridge rules in the")
 	r.p("built-in FORWARD and POSTROUTING chains). Counted as networks are added (above, after each timed")
@@ -797,22 +814,46 @@ func renderNetCreate(r *report, nc *netcreateResult) error {
 	if len(nc.Probe) > 1 {
 		r.p("**What a rule change costs as the rule set grows.** dockerd (and weft where it keeps rules per")
 		r.p("network) change rules by running the `iptables` program, and with the nf_tables back-end every run")
-		r.p("reads the whole rule set. The probe times one `iptables -t filter -C FORWARD -j WEFT-FORWARD`")
-		r.p("in the benchmark namespace (median of 3, including nsenter):")
+		if nc.Separate {
+			r.p("reads the whole rule set. The probe times one `iptables -t filter -C FORWARD -j DOCKER-USER`, the")
+			r.p("check dockerd makes for every network create of any driver (moby `libnetwork/firewall_linux.go`,")
+			r.p("`arrangeUserFilterRule`), in each driver's host namespace (median of 3, including nsenter):")
+		} else {
+			r.p("reads the whole rule set. The probe times one `iptables -t filter -C FORWARD -j WEFT-FORWARD`")
+			r.p("in the benchmark namespace (median of 3, including nsenter):")
+		}
 		r.p("")
 		first, lastP := nc.Probe[0], nc.Probe[len(nc.Probe)-1]
 		step := max(100, n/10)
-		r.p("| networks of each driver | rules in the namespace | one `iptables -C`, ms |")
-		r.p("|---|---|---|")
+		if nc.Separate {
+			r.p("| networks of the driver | rules in weft's host | one `iptables -C` there, ms | rules in Docker's host | one `iptables -C` there, ms |")
+			r.p("|---|---|---|---|---|")
+		} else {
+			r.p("| networks of each driver | rules in the namespace | one `iptables -C`, ms |")
+			r.p("|---|---|---|")
+		}
 		for _, pt := range nc.Probe {
 			if pt.N == 0 || pt.N == 1 || pt.N == lastP.N || pt.N%step == 0 {
-				r.p("| %d | %d | %s |", pt.N, pt.Rules, fmtMs(pt.Ms))
+				if nc.Separate {
+					r.p("| %d | %d | %s | %d | %s |", pt.N, pt.Rules, fmtMs(pt.Ms), pt.RulesDocker, fmtMs(pt.MsDocker))
+				} else {
+					r.p("| %d | %d | %s |", pt.N, pt.Rules, fmtMs(pt.Ms))
+				}
 			}
 		}
 		r.p("")
 		if len(nc.Execs) > 0 {
-			r.p("One more `docker network create` with all %d+%d networks in place, traced with `strace -f -e execve`:", lastP.N, lastP.N)
+			r.p("One more `docker network create` with all %s networks in place, traced with `strace -f -e execve`:", nc.sweepSize())
 			r.p("weft started %d iptables processes, dockerd %d for a Docker bridge network.", nc.Execs["weft"], nc.Execs["docker bridge"])
+			if nc.EngineExecKinds != nil {
+				var kinds []string
+				for _, k := range slices.Sorted(maps.Keys(nc.EngineExecKinds)) {
+					kinds = append(kinds, fmt.Sprintf("%d `%s`", nc.EngineExecKinds[k], k))
+				}
+				r.p("During the weft create, dockerd itself started %d (%s): its own check of the DOCKER-USER", nc.EngineExecs, strings.Join(kinds, ", "))
+				r.p("jump, made for every network whatever the driver, and the one cost of a weft create that grows")
+				r.p("with the host's rule set, which weft keeps at a fixed size.")
+			}
 			if len(nc.ExecsEach) > 0 {
 				r.p("Only processes started while the CLI ran count, and each driver's create is traced %d times (the", len(nc.ExecsEach["weft"]))
 				r.p("network removed in between): the figure is the fewest, since weft's 2-s check of its rules runs")
@@ -841,13 +882,21 @@ func renderNetCreate(r *report, nc *netcreateResult) error {
 					r.p("")
 				}
 			}
-			if first.Ms > 0 {
+			switch {
+			case nc.Separate && first.Ms > 0 && first.MsDocker > 0:
+				r.p("At %s ms per run in weft's host at %d networks against %s ms at %d, the processes of a weft create",
+					fmtMs(lastP.Ms), lastP.N, fmtMs(first.Ms), first.N)
+				r.p("(weft's and dockerd's, %d) predict about %s ms more per create at the end of the sweep; in Docker's",
+					nc.Execs["weft"]+nc.EngineExecs, fmtMs(float64(nc.Execs["weft"]+nc.EngineExecs)*(lastP.Ms-first.Ms)+0))
+				r.p("host (%s ms against %s ms), the %d of a Docker create predict about %s ms more.",
+					fmtMs(lastP.MsDocker), fmtMs(first.MsDocker), nc.Execs["docker bridge"], fmtMs(float64(nc.Execs["docker bridge"])*(lastP.MsDocker-first.MsDocker)+0))
+			case first.Ms > 0:
 				r.p("At %s ms per run at %d networks against %s ms at %d, that alone predicts about %s ms more per weft create",
 					fmtMs(lastP.Ms), lastP.N, fmtMs(first.Ms), first.N, fmtMs(float64(nc.Execs["weft"])*(lastP.Ms-first.Ms)+0))
 				r.p("and %s ms more per Docker create at the end of the sweep.", fmtMs(float64(nc.Execs["docker bridge"])*(lastP.Ms-first.Ms)+0))
 			}
 			r.p("")
-			eg := &goal{measure: fmt.Sprintf("iptables processes per network create (%d+%d networks)", lastP.N, lastP.N),
+			eg := &goal{measure: fmt.Sprintf("iptables processes per network create (%s networks)", nc.sweepSize()),
 				weft: strconv.Itoa(nc.Execs["weft"]), baseline: fmt.Sprintf("Docker bridge %d", nc.Execs["docker bridge"]),
 				ratio: estimate{V: float64(nc.Execs["weft"]), Lo: math.NaN(), Hi: math.NaN()}, unit: "int",
 				goalText: "0 on a kernel with ipset", anchor: "netcreate"}
@@ -1003,7 +1052,11 @@ func renderRepair(r *report, nc *netcreateResult) {
 	r.p("### Repair after a flush")
 	r.p("<a id=\"repair\"></a>")
 	r.p("")
-	r.p("With the %d weft networks of the sweep (and Docker's) in place, two containers on one more weft", nc.Repair[0].Networks)
+	if nc.Separate {
+		r.p("With the %d weft networks of the sweep in place (in weft's host), two containers on one more weft", nc.Repair[0].Networks)
+	} else {
+		r.p("With the %d weft networks of the sweep (and Docker's) in place, two containers on one more weft", nc.Repair[0].Networks)
+	}
 	r.p("network, and a prober in the client's namespace opening a new TCP connection to the server every")
 	r.p("20 ms (100 ms connect timeout), the harness flushes weft's state in the host namespace behind its")
 	r.p("back: `iptables -F WEFT-FORWARD` (with each back-end, iptables-nft or iptables-legacy, that holds")
@@ -1393,19 +1446,18 @@ func rrRates(d *dataResult, t string) []float64 {
 	return out
 }
 
-// renderScale compares the data plane with N+N networks in place with the
+// renderScale compares the data plane with the sweep's networks in place with the
 // same measured with no other network (Scale0, same section; older runs:
 // the data-plane section's, one network of each driver), both normalised by
 // the bare veth measured in the same rounds.
 func renderScale(r *report, nc *netcreateResult, d0 *dataResult) {
 	ds := nc.Scale
-	n := nc.networks()
 	if ds == nil {
 		if nc.ScaleErr != "" {
-			r.p("(The data plane with %d+%d networks could not be measured: `%s`.)", n, n, firstLine(nc.ScaleErr))
+			r.p("(The data plane with %s networks could not be measured: `%s`.)", nc.sweepSize(), firstLine(nc.ScaleErr))
 			r.p("")
 		}
-		r.goals = append(r.goals, &goal{measure: fmt.Sprintf("request/response rate with %d+%d other networks / with none", n, n),
+		r.goals = append(r.goals, &goal{measure: fmt.Sprintf("request/response rate with %s other networks / with none", nc.sweepSize()),
 			weft: "not measured", baseline: "—", ratio: estimate{V: math.NaN()}, goalText: "≥ 0.95", anchor: "scale"})
 		return
 	}
@@ -1417,12 +1469,17 @@ func renderScale(r *report, nc *netcreateResult, d0 *dataResult) {
 		}
 		base, baseName = d0, "1 network (data-plane section)"
 	}
-	r.p("### Data plane with %d+%d networks in place", n, n)
+	r.p("### Data plane with %s networks in place", nc.sweepSize())
 	r.p("<a id=\"scale\"></a>")
 	r.p("")
-	r.p("Two containers on a new weft network and two on a new Docker bridge network, measured as in")
+	if nc.Separate {
+		r.p("Two containers on a new weft network in weft's host and two on a new Docker bridge network in")
+		r.p("Docker's, measured as in")
+	} else {
+		r.p("Two containers on a new weft network and two on a new Docker bridge network, measured as in")
+	}
 	r.p("[Data plane](#dataplane) with the bare veth pair in the same rounds: once before the sweep, with")
-	r.p("no other network, and once after it, with the %d+%d networks in place (new networks each time,", n, n)
+	r.p("no other network, and once after it, with the %s networks in place (new networks each time,", nc.sweepSize())
 	r.p("removed after). %d rounds each (iperf3 -t %d, ping-pong %gs). Each figure is first divided by the", ds.Rounds, ds.Seconds, ds.RRSeconds)
 	r.p("bare veth of its own rounds, so the machine's drift between the two measurements cancels; \"with /")
 	r.p("%s\" divides the figure with the networks by the one without (90%% interval: both runs' rounds", baseName)
@@ -1452,8 +1509,9 @@ func renderScale(r *report, nc *netcreateResult, d0 *dataResult) {
 		}
 		return fmt.Sprintf("%.0f", median(rrRates(d, t)))
 	}
-	r.p("| topology | RR/s, %s | RR/s, with %d+%d | RR rate / bare veth, %s | with %d+%d | **RR: with / %s** | throughput / bare veth, %s | with %d+%d | throughput: with / %s |",
-		baseName, n, n, baseName, n, n, baseName, baseName, n, n, baseName)
+	sz := nc.sweepSize()
+	r.p("| topology | RR/s, %s | RR/s, with %s | RR rate / bare veth, %s | with %s | **RR: with / %s** | throughput / bare veth, %s | with %s | throughput: with / %s |",
+		baseName, sz, baseName, sz, baseName, baseName, sz, baseName)
 	r.p("|---|---|---|---|---|---|---|---|---|")
 	vs1 := map[string]estimate{}
 	for _, t := range ds.Targets {
@@ -1469,15 +1527,15 @@ func renderScale(r *report, nc *netcreateResult, d0 *dataResult) {
 	if base != nil && base == nc.Scale0 {
 		renderRRProfiles(r, base, "**Where the time goes with no other network.**")
 	}
-	renderRRProfiles(r, ds, fmt.Sprintf("**Where the time goes with %d+%d networks.**", n, n))
+	renderRRProfiles(r, ds, fmt.Sprintf("**Where the time goes with %s networks.**", sz))
 	v := vs1["weft"]
 	d := vs1["docker bridge"]
-	g := &goal{measure: fmt.Sprintf("request/response rate with %d+%d other networks / with %s", n, n, baseName),
+	g := &goal{measure: fmt.Sprintf("request/response rate with %s other networks / with %s", sz, baseName),
 		weft: fmt.Sprintf("%s/s → %s/s", rawRR(base, "weft"), rawRR(ds, "weft")), baseline: fmt.Sprintf("Docker bridge: %s", d.fmt("x")),
 		ratio: v, goalText: "≥ 0.95 (perf-reliability.md goal 4: no degradation with scale)", ok: ge(0.95), anchor: "scale"}
 	r.goals = append(r.goals, g)
 	if v.ok() && v.V < 0.95 {
-		r.p("**Goal missed: weft's request/response rate with %d+%d networks is %s of its rate with %s", n, n, v.fmt("x"), baseName)
+		r.p("**Goal missed: weft's request/response rate with %s networks is %s of its rate with %s", sz, v.fmt("x"), baseName)
 		r.p("(Docker's bridge in the same rounds: %s).** Compare the packet filter's share in the two profiles above;", d.fmt("x"))
 		r.p("where the interval crosses the goal the difference is within this run's noise.")
 		r.p("")
