@@ -239,7 +239,8 @@ func readResults(path string) (*results, error) {
 // own of the same name) and records where they came from (results.Merged).
 // Only sections whose raw data stand alone can be merged: the footprint
 // reads the plugin section's, and netcreate's scale comparison the
-// dataplane's.
+// dataplane's when it has no measurement of its own without the networks
+// (Scale0: older runs, or one that failed).
 func mergeResults(res, later *results) error {
 	var secs []string
 	for _, s := range later.Seconds {
@@ -258,6 +259,11 @@ func mergeResults(res, later *results) error {
 			res.Attach = later.Attach
 		case "dataplane":
 			res.Data = later.Data
+		case "netcreate":
+			if later.NetCreate == nil || later.NetCreate.Scale0 == nil {
+				return errors.New("-merge: the later run's netcreate section has no data-plane measurement without the networks of its own, so it reads the dataplane section's; rerun the whole benchmark")
+			}
+			res.NetCreate = later.NetCreate
 		default:
 			return fmt.Errorf("-merge: section %s cannot be merged into another run's page (others read its raw data); rerun the whole benchmark", s)
 		}

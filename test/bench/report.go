@@ -884,12 +884,20 @@ func renderNetCreate(r *report, nc *netcreateResult) error {
 			}
 			switch {
 			case nc.Separate && first.Ms > 0 && first.MsDocker > 0:
+				// more: what k processes at the end cost beyond k at the start
+				// (a probe that did not grow predicts nothing more).
+				more := func(k int, end, start float64) string {
+					if end <= start {
+						return "nothing more"
+					}
+					return fmt.Sprintf("about %s ms more", fmtMs(float64(k)*(end-start)))
+				}
 				r.p("At %s ms per run in weft's host at %d networks against %s ms at %d, the processes of a weft create",
 					fmtMs(lastP.Ms), lastP.N, fmtMs(first.Ms), first.N)
-				r.p("(weft's and dockerd's, %d) predict about %s ms more per create at the end of the sweep; in Docker's",
-					nc.Execs["weft"]+nc.EngineExecs, fmtMs(float64(nc.Execs["weft"]+nc.EngineExecs)*(lastP.Ms-first.Ms)+0))
-				r.p("host (%s ms against %s ms), the %d of a Docker create predict about %s ms more.",
-					fmtMs(lastP.MsDocker), fmtMs(first.MsDocker), nc.Execs["docker bridge"], fmtMs(float64(nc.Execs["docker bridge"])*(lastP.MsDocker-first.MsDocker)+0))
+				r.p("(weft's and dockerd's, %d) predict %s per create at the end of the sweep; in Docker's",
+					nc.Execs["weft"]+nc.EngineExecs, more(nc.Execs["weft"]+nc.EngineExecs, lastP.Ms, first.Ms))
+				r.p("host (%s ms against %s ms), the %d of a Docker create predict %s.",
+					fmtMs(lastP.MsDocker), fmtMs(first.MsDocker), nc.Execs["docker bridge"], more(nc.Execs["docker bridge"], lastP.MsDocker, first.MsDocker))
 			case first.Ms > 0:
 				r.p("At %s ms per run at %d networks against %s ms at %d, that alone predicts about %s ms more per weft create",
 					fmtMs(lastP.Ms), lastP.N, fmtMs(first.Ms), first.N, fmtMs(float64(nc.Execs["weft"])*(lastP.Ms-first.Ms)+0))
