@@ -18,7 +18,7 @@ import (
 // published ports' rules, and per network either its rules (rule design) or
 // its set members and its bridge's device group (set design). It reads each
 // family's tables with one iptables-save, each set with one netlink dump and
-// the links with one more, so its cost does not grow with networks in
+// the bridges with one more, so its cost does not grow with networks in
 // processes or system calls: the comparison itself is done in memory.
 //
 // A firewall reload, an "iptables -F" of weft's chains or of a whole table,
@@ -89,13 +89,12 @@ func (m *Mode) checkedBridges() []string {
 	return names
 }
 
-// readKernel dumps the tables of fams (one iptables-save each) and weft's
-// ipsets, and looks up the bridges (their device groups). It reads only
-// fields of m that never change after New (the design and the firewall),
-// so it runs without m.mu. The bridges are looked up one by one rather
-// than in a dump of every link: the namespace holds a veth per endpoint
-// too, and a check every few seconds must not cost more with every
-// endpoint (issue 12).
+// readKernel dumps the tables of fams (one iptables-save each), weft's
+// ipsets and the bridges' device groups (one link dump the kernel filters
+// to bridges: not a request per network, and not the veth of every
+// endpoint either, since the check runs every few seconds; issue 12). It
+// reads only fields of m that never change after New (the design and the
+// firewall), so it runs without m.mu.
 func (m *Mode) readKernel(ctx context.Context, fams []fw.Family, bridges []string) (kernelView, error) {
 	k := kernelView{fams: fams, snaps: map[fw.Family]fw.Snapshot{}}
 	for _, fam := range fams {
@@ -127,17 +126,16 @@ func (m *Mode) readKernel(ctx context.Context, fams []fw.Family, bridges []strin
 			}
 		}
 	}
-	if m.nl != nil {
+	if m.nl != nil && len(bridges) > 0 {
+		all, err := m.nl.BridgeGroups()
+		if err != nil {
+			return k, err
+		}
 		k.groups = make(map[string]uint32, len(bridges))
 		for _, name := range bridges {
-			l, err := m.nl.LinkByName(name)
-			if errors.Is(err, nl.ErrLinkNotFound) {
-				continue
+			if g, ok := all[name]; ok {
+				k.groups[name] = g
 			}
-			if err != nil {
-				return k, err
-			}
-			k.groups[name] = l.Attrs().Group
 		}
 	}
 	return k, nil

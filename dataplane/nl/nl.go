@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"syscall"
 
 	"github.com/vishvananda/netlink"
+	vnl "github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // ErrLinkNotFound is wrapped by every error that means "no link of that name
@@ -48,6 +51,10 @@ const maxDumpAttempts = 10
 // a time per socket; netlink serialises).
 type Handle struct {
 	h *netlink.Handle
+	// route is a rtnetlink socket of the same namespace for the requests
+	// netlink.Handle cannot make (a link dump the kernel filters:
+	// BridgeGroups); its requests run one at a time.
+	route *vnl.SocketHandle
 }
 
 // New returns a Handle whose requests act in the network namespace ns. The
@@ -57,7 +64,12 @@ func New(ns netns.NsHandle) (*Handle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening netlink socket in namespace %s: %w", ns, err)
 	}
-	return &Handle{h: h}, nil
+	s, err := vnl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("opening netlink socket in namespace %s: %w", ns, err)
+	}
+	return &Handle{h: h, route: &vnl.SocketHandle{Socket: s}}, nil
 }
 
 // NewHost returns a Handle for the network namespace of the calling thread at
@@ -67,11 +79,19 @@ func NewHost() (*Handle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening netlink socket: %w", err)
 	}
-	return &Handle{h: h}, nil
+	s, err := vnl.GetNetlinkSocketAt(netns.None(), netns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("opening netlink socket: %w", err)
+	}
+	return &Handle{h: h, route: &vnl.SocketHandle{Socket: s}}, nil
 }
 
 // Close releases the netlink sockets.
-func (h *Handle) Close() { h.h.Close() }
+func (h *Handle) Close() {
+	h.h.Close()
+	h.route.Socket.Close()
+}
 
 // retry runs a dump until the kernel returns it uninterrupted.
 func retry[T any](what string, f func() (T, error)) (T, error) {
@@ -117,6 +137,64 @@ func (h *Handle) LinkByIndex(index int) (netlink.Link, error) {
 		return nil, fmt.Errorf("looking up link %d: %w", index, err)
 	}
 	return l, nil
+}
+
+// rtextFilterSkipStats asks the kernel to leave the statistics out of a link
+// dump (RTEXT_FILTER_SKIP_STATS, Linux 5.x); an older kernel ignores it.
+const rtextFilterSkipStats = 1 << 3
+
+// BridgeGroups returns the device group of every bridge in the namespace, by
+// name, from one link dump that the kernel filters to bridges (the
+// IFLA_INFO_KIND filter of RTM_GETLINK dumps). weft checks its bridges'
+// groups every few seconds: one dump costs one request whatever the number
+// of networks, where a lookup per bridge costs one per network, and the
+// filter keeps the endpoints' veths (one per container) out of it. Only the
+// name and the group of each link are decoded. A kernel without the filter
+// returns every link, which costs more but changes nothing: callers look up
+// the names they know.
+func (h *Handle) BridgeGroups() (map[string]uint32, error) {
+	groups, err := retry("listing bridges", func() (map[string]uint32, error) {
+		req := &vnl.NetlinkRequest{
+			NlMsghdr: unix.NlMsghdr{Len: unix.SizeofNlMsghdr, Type: unix.RTM_GETLINK, Flags: unix.NLM_F_REQUEST | unix.NLM_F_DUMP},
+			Sockets:  map[int]*vnl.SocketHandle{unix.NETLINK_ROUTE: h.route},
+		}
+		req.AddData(vnl.NewIfInfomsg(unix.AF_UNSPEC))
+		req.AddData(vnl.NewRtAttr(unix.IFLA_EXT_MASK, vnl.Uint32Attr(rtextFilterSkipStats)))
+		info := vnl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+		info.AddRtAttr(vnl.IFLA_INFO_KIND, vnl.NonZeroTerminated("bridge"))
+		req.AddData(info)
+		groups := map[string]uint32{}
+		err := req.ExecuteIter(unix.NETLINK_ROUTE, unix.RTM_NEWLINK, func(msg []byte) bool {
+			if len(msg) < unix.SizeofIfInfomsg {
+				return true
+			}
+			attrs, perr := vnl.ParseRouteAttr(msg[unix.SizeofIfInfomsg:])
+			if perr != nil {
+				return true
+			}
+			var name string
+			var group uint32
+			for _, a := range attrs {
+				switch a.Attr.Type {
+				case unix.IFLA_IFNAME:
+					name = strings.TrimRight(string(a.Value), "\x00")
+				case unix.IFLA_GROUP:
+					if len(a.Value) >= 4 {
+						group = vnl.NativeEndian().Uint32(a.Value)
+					}
+				}
+			}
+			if name != "" {
+				groups[name] = group
+			}
+			return true
+		})
+		return groups, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing bridges: %w", err)
+	}
+	return groups, nil
 }
 
 // LinkList returns every link of the namespace.

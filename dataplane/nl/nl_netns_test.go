@@ -2,6 +2,8 @@ package nl_test
 
 import (
 	"errors"
+	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -191,4 +193,56 @@ func nlh(t *testing.T) *netlink.Handle {
 func netlinkSetMTU(t *testing.T, l netlink.Link, mtu int) error {
 	t.Helper()
 	return nlh(t).LinkSetMTU(l, mtu)
+}
+
+// TestBridgeGroups: one filtered dump returns every bridge with its device
+// group (across many reply buffers), and no other kind of link.
+func TestBridgeGroups(t *testing.T) {
+	h := handle(t)
+	want := map[string]uint32{}
+	for i := range 150 {
+		name := fmt.Sprintf("wbg%d", i)
+		l, _, err := h.EnsureBridge(name, 1500, "weft:test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := uint32(0x77650000 + i)
+		if err := h.SetGroup(l, g); err != nil {
+			t.Fatal(err)
+		}
+		want[name] = g
+	}
+	if _, err := h.EnsureVethPair(nl.VethPair{Name: "vgrp0", PeerName: "vgrp1", Alias: "weft:test"}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := h.LinkByName("vgrp0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.SetGroup(v, 0x77650001); err != nil {
+		t.Fatal(err)
+	}
+	got, err := h.BridgeGroups()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(got, want) {
+		for name, g := range got {
+			if want[name] != g {
+				t.Errorf("%s: group 0x%x, want 0x%x (or not listed: a bridge only)", name, g, want[name])
+			}
+		}
+		t.Fatalf("BridgeGroups returned %d links, want the %d bridges", len(got), len(want))
+	}
+	// A changed group shows in the next dump.
+	l, err := h.LinkByName("wbg7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.SetGroup(l, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := h.BridgeGroups(); err != nil || got["wbg7"] != 0 || len(got) != len(want) {
+		t.Fatalf("after the change: wbg7 group 0x%x, %d bridges, err %v", got["wbg7"], len(got), err)
+	}
 }
