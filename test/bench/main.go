@@ -277,7 +277,15 @@ func mergeResults(res, later *results) error {
 		res.Seconds = slices.DeleteFunc(res.Seconds, func(t sectionTime) bool { return t.Section == s })
 	}
 	res.Seconds = append(res.Seconds, later.Seconds...)
-	res.Merged = append(res.Merged, m)
+	// An earlier merge of the same sections no longer describes the page.
+	var kept []mergedRun
+	for _, e := range res.Merged {
+		e.Sections = slices.DeleteFunc(slices.Clone(e.Sections), func(s string) bool { return slices.Contains(secs, s) })
+		if len(e.Sections) > 0 {
+			kept = append(kept, e)
+		}
+	}
+	res.Merged = append(kept, m)
 	return nil
 }
 
