@@ -32,9 +32,9 @@ import (
 // the lock and decides on that.
 func (m *Mode) Check(ctx context.Context) (string, error) {
 	m.mu.Lock()
-	fams, bridges := m.checkedFamilies(), m.checkedBridges()
+	fams, groups := m.checkedFamilies(), m.groupsChecked()
 	m.mu.Unlock()
-	k, err := m.readKernel(ctx, fams, bridges)
+	k, err := m.readKernel(ctx, fams, groups)
 	if err != nil {
 		return "", err
 	}
@@ -43,7 +43,7 @@ func (m *Mode) Check(ctx context.Context) (string, error) {
 	if why := m.compareKernel(k); why == "" {
 		return "", nil
 	}
-	k, err = m.readKernel(ctx, m.checkedFamilies(), m.checkedBridges())
+	k, err = m.readKernel(ctx, m.checkedFamilies(), m.groupsChecked())
 	if err != nil {
 		return "", err
 	}
@@ -70,23 +70,17 @@ type kernelView struct {
 	// members maps each weft ipset to its members; a set missing from
 	// the kernel is absent from the map (set design only).
 	members map[string]map[nl.SetMember]bool
-	// groups maps the names of the bridges read (set design only) to
-	// their device groups; a bridge that does not exist is absent.
+	// groups maps the name of every bridge of the namespace to its
+	// device group (set design only, nil when not read); a bridge that
+	// does not exist is absent.
 	groups map[string]uint32
 }
 
-// checkedBridges are the bridges whose device group Check reads: those of
-// the networks m holds, in the set design (the rule design uses no
-// groups). m.mu is held.
-func (m *Mode) checkedBridges() []string {
-	if m.sets == nil {
-		return nil
-	}
-	names := make([]string, 0, len(m.nets))
-	for _, n := range m.nets {
-		names = append(names, bridgeName(n))
-	}
-	return names
+// groupsChecked says whether Check reads the bridges' device groups: in
+// the set design (the rule design uses no groups), when m holds a network.
+// m.mu is held.
+func (m *Mode) groupsChecked() bool {
+	return m.sets != nil && len(m.nets) > 0
 }
 
 // readKernel dumps the tables of fams (one iptables-save each), weft's
@@ -95,7 +89,7 @@ func (m *Mode) checkedBridges() []string {
 // endpoint either, since the check runs every few seconds; issue 12). It
 // reads only fields of m that never change after New (the design and the
 // firewall), so it runs without m.mu.
-func (m *Mode) readKernel(ctx context.Context, fams []fw.Family, bridges []string) (kernelView, error) {
+func (m *Mode) readKernel(ctx context.Context, fams []fw.Family, groups bool) (kernelView, error) {
 	k := kernelView{fams: fams, snaps: map[fw.Family]fw.Snapshot{}}
 	for _, fam := range fams {
 		if err := ctx.Err(); err != nil {
@@ -126,16 +120,10 @@ func (m *Mode) readKernel(ctx context.Context, fams []fw.Family, bridges []strin
 			}
 		}
 	}
-	if m.nl != nil && len(bridges) > 0 {
-		all, err := m.nl.BridgeGroups()
-		if err != nil {
+	if m.nl != nil && groups {
+		var err error
+		if k.groups, err = m.nl.BridgeGroups(); err != nil {
 			return k, err
-		}
-		k.groups = make(map[string]uint32, len(bridges))
-		for _, name := range bridges {
-			if g, ok := all[name]; ok {
-				k.groups[name] = g
-			}
 		}
 	}
 	return k, nil

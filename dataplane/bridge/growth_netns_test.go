@@ -214,7 +214,7 @@ func BenchmarkNetnsCheckLinks(b *testing.B) {
 			})
 			b.Run("check", func(b *testing.B) {
 				for b.Loop() {
-					k, err := e.m.readKernel(context.Background(), nil, []string{bridgeName(e.n)})
+					k, err := e.m.readKernel(context.Background(), nil, true)
 					if err != nil {
 						b.Fatal(err)
 					}

@@ -795,7 +795,7 @@ func benchNetCreate(ctx context.Context, hs netHosts) (*netcreateResult, error) 
 		}
 	}
 	t0 := time.Now()
-	var rmErrs [2]error
+	rmErrs := make([]error, len(netVariants))
 	var wg sync.WaitGroup
 	for vi, v := range netVariants {
 		var rest []string
@@ -811,7 +811,7 @@ func benchNetCreate(ctx context.Context, hs netHosts) (*netcreateResult, error) 
 	}
 	wg.Wait()
 	res.RemoveRestSecs = time.Since(t0).Seconds()
-	if err := errors.Join(rmErrs[:]...); err != nil {
+	if err := errors.Join(rmErrs...); err != nil {
 		return res, err
 	}
 	swept = true
